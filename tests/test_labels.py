@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from brats_lib import labels
+
+
+def test_regions_match_brats_2024_definitions():
+    assert labels.REGIONS["WT"] == (1, 2, 3)
+    assert labels.REGIONS["TC"] == (1, 3)
+    assert labels.REGIONS["ET"] == (3,)
+    assert labels.REGIONS["NETC"] == (1,)
+    assert labels.REGIONS["SNFH"] == (2,)
+    assert labels.REGIONS["RC"] == (4,)
+    assert labels.REGION_ORDER == ("WT", "TC", "NETC", "SNFH", "ET", "RC")
+    assert set(labels.REGION_ORDER) == set(labels.REGIONS)
+
+
+def test_legacy_conversion_maps_ncr_ed_et():
+    legacy = np.array([0, 1, 2, 4, 4, 1], dtype=np.int16)
+    np.testing.assert_array_equal(labels.convert_legacy_labels(legacy), [0, 1, 2, 3, 3, 1])
+    assert labels.convert_legacy_labels(legacy).dtype == np.uint8
+
+
+def test_float_maps_with_integer_values_are_accepted():
+    seg = np.array([0.0, 1.0, 2.0, 4.0], dtype=np.float32)
+    np.testing.assert_array_equal(labels.to_2024(seg, "legacy"), [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "values, convention, message",
+    [
+        ([0, 1, 5], "2024", "unknown label values [5]"),
+        ([0, 3], "legacy", "unknown label values [3]"),
+        ([0.0, 1.5], "2024", "non-integer"),
+        ([0.0, np.nan], "2024", "NaN"),
+        ([-1, 0], "2024", "unknown label values [-1]"),
+    ],
+)
+def test_bad_label_values_are_named(values, convention, message):
+    with pytest.raises(labels.LabelError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        labels.to_2024(np.array(values), convention, source="case-seg.nii.gz")
+    assert "case-seg.nii.gz" in str(info.value)
+
+
+def test_unknown_convention():
+    with pytest.raises(ValueError, match="unknown label convention"):
+        labels.to_2024(np.zeros(3, np.uint8), "2017")
+
+
+@pytest.mark.parametrize("region, expected", [
+    ("WT", [0, 1, 1, 1, 0]), ("TC", [0, 1, 0, 1, 0]), ("ET", [0, 0, 0, 1, 0]),
+    ("NETC", [0, 1, 0, 0, 0]), ("SNFH", [0, 0, 1, 0, 0]), ("RC", [0, 0, 0, 0, 1]),
+])
+def test_region_mask_numpy_and_torch(region, expected):
+    seg = np.arange(5, dtype=np.uint8)
+    np.testing.assert_array_equal(labels.region_mask(seg, region), np.array(expected, bool))
+    mask_t = labels.region_mask(torch.arange(5), region)
+    assert mask_t.dtype == torch.bool
+    assert mask_t.tolist() == [bool(v) for v in expected]
+
+
+def test_region_masks_and_unknown_region():
+    masks = labels.region_masks(np.arange(5))
+    assert list(masks) == list(labels.REGION_ORDER)
+    with pytest.raises(KeyError, match="unknown region"):
+        labels.region_mask(np.arange(5), "XX")
