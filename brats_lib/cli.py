@@ -46,6 +46,35 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+@_subcommand
+def _add_preprocess(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preprocess", help="mask, crop, normalise (and optionally downsample) cases into a "
+                                          "per-case .npy cache; current cases are skipped")
+    p.add_argument("--data", required=True, help="dataset folder (cases in the 2024 or 2021 layout)")
+    p.add_argument("--out", required=True, help="cache folder (one sub-folder per case)")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    p.add_argument("--downsample", type=float, default=1, help="isotropic factor, e.g. 2 (default 1: full resolution)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="stored image dtype")
+    p.add_argument("--margin", type=int, default=4, help="voxels around the brain bounding box (default 4)")
+    p.add_argument("--force", action="store_true", help="rebuild every case, even current ones")
+
+    def run(args: argparse.Namespace) -> int:
+        from .preprocess import PreprocessConfig, preprocess_dataset
+
+        try:
+            config = PreprocessConfig(downsample=args.downsample, dtype=args.dtype, margin=args.margin)
+        except ValueError as exc:
+            raise BratsInputError(str(exc)) from exc
+        records = preprocess_dataset(args.data, args.out, config, workers=args.workers, force=args.force)
+        built = sum(r["status"] == "built" for r in records)
+        size = sum(r["bytes"] for r in records) / 2**20
+        print(f"{built} case(s) built, {len(records) - built} current, {size:.1f} MiB in {args.out} "
+              f"(config {config.hash()})")
+        return 0
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brats", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
