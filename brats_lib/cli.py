@@ -4,6 +4,7 @@ Subcommands::
 
     brats synth      --out DIR --n N --seed S [--workers W]
     brats preprocess --data DIR --out CACHE_DIR [--workers N]
+    brats train      --config FILE [--set KEY=JSON ...]
     brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
@@ -71,6 +72,20 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
         print(f"{built} case(s) built, {len(records) - built} current, {size:.1f} MiB in {args.out} "
               f"(config {config.hash()})")
         return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model from a JSON config (the code the notebooks call)")
+    p.add_argument("--config", required=True, help="JSON file of brats_lib.train.TrainConfig fields")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override fields, e.g. epochs=2")
+
+    def run(args: argparse.Namespace) -> int:
+        from .train import main as train_main
+
+        return train_main(["--config", args.config, "--set", *args.set])
 
     p.set_defaults(func=run)
 

@@ -86,7 +86,8 @@ class EncoderDecoder3D(nn.Module):
             f_low, f = features_per_stage[i + 1], features_per_stage[i]
             self.upsample.append(nn.ConvTranspose3d(f_low, f, kernel_size=2, stride=2, bias=False))
             self.decoder.append(stage(2 * f if skip_connections else f, f, dec_convs[i], 1))
-            self.heads.append(nn.Conv3d(f, num_classes, kernel_size=1, bias=True))
+            if deep_supervision or i == 0:  # no unused parameters (DDP refuses them)
+                self.heads.append(nn.Conv3d(f, num_classes, kernel_size=1, bias=True))
 
     @property
     def divisor(self) -> int:
@@ -105,13 +106,13 @@ class EncoderDecoder3D(nn.Module):
         outputs = []
         want_all = self.deep_supervision and self.training
         n_dec = len(self.decoder)
-        for j, (up, stage, head) in enumerate(zip(self.upsample, self.decoder, self.heads)):
+        for j, (up, stage) in enumerate(zip(self.upsample, self.decoder)):
             x = up(x)
             if self.skip_connections:
                 x = torch.cat((x, skips[-(j + 2)]), dim=1)
             x = stage(x)
             if want_all or j == n_dec - 1:
-                outputs.append(head(x))
+                outputs.append(self.heads[j if self.deep_supervision else 0](x))
         if want_all:
             return outputs[::-1]
         return outputs[-1]

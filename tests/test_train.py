@@ -1,0 +1,175 @@
+"""The training loop: run directory, resume equivalence, the NaN guard, DDP on gloo, the CLI."""
+
+import csv
+import json
+import os
+import socket
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from brats_lib import train as tr
+from brats_lib.io import MODALITIES
+from brats_lib.labels import REGION_ORDER
+
+AFFINE = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def _write_case(root, index, shape=(28, 28, 28)):
+    rng = np.random.default_rng(index)
+    case_id = f"BraTS-GLI-{index:05d}-000"
+    folder = root / case_id
+    folder.mkdir(parents=True)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    centre = np.array(shape) // 2 + rng.integers(-3, 4, 3)
+    r = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
+    brain = r < 13
+    label = np.zeros(shape, np.uint8)
+    label[r < 7] = 2
+    label[r < 4] = 3
+    label[r < 2] = 1
+    label[(grid[0] < 8) & brain & (label == 0)] = 4 if index % 2 else 0
+    base = {"t1n": 1.0, "t1c": 1.0, "t2w": 1.0, "t2f": 1.0}
+    for m in MODALITIES:
+        image = (base[m] + 0.5 * rng.standard_normal(shape) + (label > 0) * (1 + label)) * brain
+        nib.save(nib.Nifti1Image(image.astype(np.float32), AFFINE), folder / f"{case_id}-{m}.nii.gz")
+    nib.save(nib.Nifti1Image(label, AFFINE), folder / f"{case_id}-seg.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    for i in range(4):
+        _write_case(root / "raw", i)
+    return root
+
+
+def _config(dataset, run_dir, **overrides):
+    values = dict(data_dir=str(dataset / "raw"), cache_dir=str(dataset / "cache"), run_dir=str(run_dir),
+                  model={"name": "unet3d", "features_per_stage": [4, 8, 16]}, patch_size=16, batch_size=2,
+                  epochs=2, iterations_per_epoch=3, val_patches=2, workers=0, lr=1e-2,
+                  preprocess={"downsample": 1, "margin": 2}, device="cpu")
+    values.update(overrides)
+    return tr.TrainConfig(**values)
+
+
+def _weights(run_dir, name="last.pt"):
+    return tr.load_checkpoint(run_dir / name)["model"]
+
+
+def test_run_directory_is_self_describing(dataset, tmp_path):
+    history = tr.train(_config(dataset, tmp_path / "run"), progress=False)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.csv", "metrics.json", "last.pt", "best.pt"}
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and len(history) == 2
+    for column in ["train_loss", "val_loss"] + [f"val_dice_{r}" for r in REGION_ORDER]:
+        assert column in rows[0]
+    assert all(np.isfinite(float(r["train_loss"])) for r in rows)
+    config = tr.TrainConfig.load(run / "config.json")
+    assert config.patch_size == 16 and config.model["name"] == "unet3d"
+    state = tr.load_checkpoint(run / "last.pt")
+    assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
+    model, cfg = tr.load_run_model(run)
+    assert not model.training and cfg.output_mode == "softmax"
+    assert (tmp_path / "run").stat().st_size > 0 and not list(run.glob(".*tmp*"))
+
+
+def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
+    full = tmp_path / "full"
+    tr.train(_config(dataset, full, epochs=3), progress=False)
+    stopped = tmp_path / "stopped"
+    tr.train(_config(dataset, stopped, epochs=3, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
+    assert tr.load_checkpoint(stopped / "last.pt")["epoch"] == 0
+    tr.train(_config(dataset, stopped, epochs=3), progress=False)
+    a, b = _weights(full), _weights(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows_a = list(csv.DictReader(open(full / "metrics.csv")))
+    rows_b = list(csv.DictReader(open(stopped / "metrics.csv")))
+    assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    tr.train(_config(dataset, run, epochs=1), progress=False)
+    good = _weights(run)
+    original = tr.Trainer._train_epoch
+
+    def poisoned(self, epoch):
+        real = self.loss_fn
+        self.loss_fn = lambda output, label: real(output, label) * float("nan")
+        return original(self, epoch)
+
+    monkeypatch.setattr(tr.Trainer, "_train_epoch", poisoned)
+    with pytest.raises(tr.TrainingDiverged, match=r"non-finite loss .* epoch 2, iteration 1.*last\.pt"):
+        tr.train(_config(dataset, run, epochs=2), progress=False)
+    kept = _weights(run)
+    assert all(torch.equal(good[k], kept[k]) for k in good)
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, config_dict):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    tr.train(tr.TrainConfig(**config_dict), progress=False)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_match_one_process_with_the_combined_batch(dataset, tmp_path):
+    # SGD: the update is linear in the gradient, so float rounding of the all-reduce stays tiny (Adam amplifies it)
+    common = dict(loss="ce", augment=False, epochs=1, iterations_per_epoch=2, optimizer="sgd", model={
+        "name": "unet3d", "features_per_stage": [4, 8, 16], "norm": "instance"})
+    single = _config(dataset, tmp_path / "single", batch_size=2, **common)
+    tr.train(single, progress=False)
+    ddp = _config(dataset, tmp_path / "ddp", batch_size=1, **common)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), ddp.to_dict()), nprocs=2, start_method="spawn")
+    a, b = _weights(tmp_path / "single"), _weights(tmp_path / "ddp")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    torch.manual_seed(single.seed)
+    initial = tr.build_model(single.model_config()).state_dict()
+    assert any(not torch.equal(a[k], initial[k]) for k in a)  # the comparison is not between two untrained models
+
+
+def test_unknown_config_keys_and_cli_overrides(dataset, tmp_path):
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        tr.TrainConfig.from_dict({"epoch": 3})
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(_config(dataset, tmp_path / "cli", epochs=5).to_dict()))
+    assert tr.main(["--config", str(path), "--set", "epochs=1", "augment=false"]) == 0
+    assert tr.TrainConfig.load(tmp_path / "cli" / "config.json").epochs == 1
+
+
+@pytest.mark.parametrize("schedule", ["poly", "cosine"])
+def test_schedules_decay_to_zero(schedule):
+    model = torch.nn.Linear(1, 1)
+    config = tr.TrainConfig(epochs=2, iterations_per_epoch=5, lr=1.0, schedule=schedule)
+    opt = tr.build_optimizer(model, config)
+    sched = tr.build_scheduler(opt, config)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 1.0 and all(x > y for x, y in zip(lrs, lrs[1:]))
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_region_dice_counts():
+    target = torch.tensor([[0, 1, 2, 3, 4, 3]])
+    pred = torch.tensor([[0, 1, 2, 2, 4, 3]])
+    dice = tr.dice_from_counts(tr.region_dice_counts(pred, target))
+    assert dice["WT"] == 1.0 and dice["RC"] == 1.0 and dice["NETC"] == 1.0
+    assert dice["ET"] == pytest.approx(2 * 1 / (1 + 2))
+    assert dice["SNFH"] == pytest.approx(2 * 1 / (2 + 1))
+    assert np.isnan(tr.dice_from_counts(tr.region_dice_counts(torch.zeros(1, 3), torch.zeros(1, 3)))["ET"])
