@@ -1,0 +1,121 @@
+"""MR contrasts from tissue maps and labels: t1n, t1c, t2w, t2f with scanner-like nuisances.
+
+Each modality is a partial-volume mix of tissue means (:data:`TISSUE_MEANS`, relative to white matter in
+T1), plus the template's own fine structure (deep nuclei etc., mapped through the GM–WM contrast of the
+modality). Lesion labels replace the tissue with soft (slightly blurred) edges and a smooth texture.
+Then, per case and per modality: a slight blur, a multiplicative smooth bias field, an intensity scale,
+Rician noise, rounding to integers and zero outside the brain (skull-stripped). The physics users know:
+
+* t1n: WM > GM > CSF; RC and CSF dark; NETC darker than ET.
+* t1c: like t1n, ET strongly enhancing, NETC dark.
+* t2w: CSF, RC, NETC and SNFH bright; WM darkest.
+* t2f (FLAIR): SNFH brightest; CSF and RC suppressed (dark).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..io import MODALITIES
+from ..labels import ET, NETC, RC, SNFH
+from .anatomy import GRID_SHAPE, WarpedAnatomy
+from .fields import cosine_field, noise_field
+
+#: Mean intensity of each tissue or label in (t1n, t1c, t2w, t2f), before per-case scaling.
+TISSUE_MEANS: dict[str, tuple[float, float, float, float]] = {
+    "WM": (1.00, 1.00, 0.42, 0.55),
+    "GM": (0.72, 0.74, 0.62, 0.72),
+    "CSF": (0.22, 0.22, 1.60, 0.18),
+    "NETC": (0.48, 0.42, 1.25, 0.80),
+    "SNFH": (0.68, 0.70, 1.05, 1.40),
+    "ET": (0.80, 1.85, 0.90, 1.05),
+    "RC": (0.20, 0.21, 1.65, 0.26),
+}
+
+#: Relative amplitude of the smooth texture inside each label.
+LABEL_TEXTURE = {NETC: 0.10, SNFH: 0.06, ET: 0.18, RC: 0.04}
+_LABEL_NAMES = {NETC: "NETC", SNFH: "SNFH", ET: "ET", RC: "RC"}
+
+# Template T1 means of WM, GM and CSF (ICBM 2009a in nilearn), to extract its fine structure.
+_TEMPLATE_T1 = {"WM": 0.871, "GM": 0.649, "CSF": 0.266}
+
+
+def _jittered_means(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-case tissue means: ±6 % jitter, small enough to keep every ordering listed above."""
+    return {name: np.asarray(v, np.float64) * rng.uniform(0.94, 1.06, len(MODALITIES))
+            for name, v in TISSUE_MEANS.items()}
+
+
+def _mask_bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+    slices = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        slices.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, mask.shape[axis])))
+    return tuple(slices)
+
+
+def render_contrasts(rng: np.random.Generator, warped: WarpedAnatomy, seg: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Four (X, Y, Z) float32 modalities in :data:`brats_lib.io.MODALITIES` order, and nuisance parameters.
+
+    Only the brain's bounding box is computed; everything outside the brain mask is exactly 0.
+    """
+    bbox = _mask_bbox(warped.mask, 3)
+    means = _jittered_means(rng)
+    box_shape = tuple(s.stop - s.start for s in bbox)
+    gm, wm, csf, t1, mask = (a[bbox] for a in (warped.gm, warped.wm, warped.csf, warped.t1, warped.mask))
+    residual = t1 - (_TEMPLATE_T1["WM"] * wm + _TEMPLATE_T1["GM"] * gm + _TEMPLATE_T1["CSF"] * csf)
+    residual[~mask] = 0.0
+    seg_box = seg[bbox]
+
+    # lesion bounding box (inside bbox), soft label weights and textures
+    lesion = None
+    if seg_box.any():
+        idx = np.argwhere(seg_box)
+        lo = np.maximum(idx.min(0) - 4, 0)
+        hi = np.minimum(idx.max(0) + 5, box_shape)
+        lesion = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        sub = seg_box[lesion]
+        labels = [label for label in (NETC, SNFH, ET, RC) if (sub == label).any()]
+        weights = {label: ndi.gaussian_filter((sub == label).astype(np.float32), 0.7) for label in labels}
+        textures = {label: 1.0 + np.float32(LABEL_TEXTURE[label]) * noise_field(rng, sub.shape, 1.5)
+                    for label in labels}
+        total_weight = sum(weights.values())
+
+    blur = rng.uniform(0.4, 0.8)
+    bias_strength = rng.uniform(0.05, 0.2, len(MODALITIES))
+    scale = np.exp(rng.uniform(np.log(200.0), np.log(4000.0), len(MODALITIES)))
+    noise = rng.uniform(0.015, 0.04, len(MODALITIES))
+    n_brain = int(mask.sum())
+
+    image = np.zeros((len(MODALITIES),) + GRID_SHAPE, np.float32)
+    for m in range(len(MODALITIES)):
+        mu = {name: np.float32(v[m]) for name, v in means.items()}
+        slope = np.float32((mu["WM"] - mu["GM"]) / (_TEMPLATE_T1["WM"] - _TEMPLATE_T1["GM"]))
+        x = mu["WM"] * wm + mu["GM"] * gm + mu["CSF"] * csf + slope * residual
+        if lesion is not None:
+            sub = x[lesion]
+            mixed = sub * (1.0 - total_weight)
+            for label in weights:
+                mixed += weights[label] * (mu[_LABEL_NAMES[label]] * textures[label])
+            x[lesion] = mixed
+        ndi.gaussian_filter(x, blur, output=x, truncate=3.0)
+        x *= np.exp(np.float32(bias_strength[m]) * cosine_field(rng, box_shape, n_freq=3))
+        x *= np.float32(scale[m])
+        sigma = np.float32(noise[m] * scale[m])
+        values = x[mask]
+        n1 = rng.standard_normal(n_brain, dtype=np.float32)
+        n2 = rng.standard_normal(n_brain, dtype=np.float32)
+        values = np.sqrt((values + sigma * n1) ** 2 + (sigma * n2) ** 2)
+        channel = np.zeros(box_shape, np.float32)
+        channel[mask] = np.rint(values)
+        image[(m,) + bbox] = channel
+    params = {
+        "tissue_means": {k: [round(float(x), 4) for x in v] for k, v in means.items()},
+        "blur_sigma_mm": round(float(blur), 3),
+        "bias_strength": [round(float(b), 3) for b in bias_strength],
+        "intensity_scale": [round(float(s), 1) for s in scale],
+        "noise_fraction": [round(float(n), 4) for n in noise],
+    }
+    return image, params
