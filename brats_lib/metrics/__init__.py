@@ -1,0 +1,21 @@
+"""Evaluation metrics: the BraTS 2024 GLI lesion-wise scorer and surface distances.
+
+* :mod:`.surface` — surfels, surface distances and HD95 as DeepMind's ``surface-distance``;
+* :mod:`.lesionwise` — one case → the official per-region and per-lesion tables (bit-identical);
+* :mod:`.evaluate` — prediction and ground-truth folders → one tidy table, and its summary.
+"""
+
+from .evaluate import evaluate_folders, summarise
+from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_results
+from .surface import hd95, surface_distances
+
+__all__ = [
+    "CLEAN_COLUMNS",
+    "LESION_COLUMNS",
+    "RESULT_COLUMNS",
+    "evaluate_folders",
+    "hd95",
+    "lesion_wise_results",
+    "summarise",
+    "surface_distances",
+]
