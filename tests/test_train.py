@@ -173,3 +173,28 @@ def test_region_dice_counts():
     assert dice["ET"] == pytest.approx(2 * 1 / (1 + 2))
     assert dice["SNFH"] == pytest.approx(2 * 1 / (2 + 1))
     assert np.isnan(tr.dice_from_counts(tr.region_dice_counts(torch.zeros(1, 3), torch.zeros(1, 3)))["ET"])
+
+
+def test_report_figures_from_a_run(dataset, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from brats_lib import report
+
+    run = tmp_path / "run"
+    tr.train(_config(dataset, run), progress=False)
+    history = report.read_history(run)
+    fig = report.plot_learning_curves(history, title="tiny")
+    loss_ax, dice_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["train", "validation"]
+    assert loss_ax.get_xlabel() == "epoch" and "Dice" in dice_ax.get_ylabel()
+    assert list(report.final_scores(history).columns) == ["last", "best"]
+    samples = report.validation_predictions(run, n_patches=2)
+    assert len(samples) == 2
+    image, label, pred = samples[0]
+    assert image.shape == (4, 16, 16, 16) and label.shape == pred.shape == (16, 16, 16)
+    assert label.any()  # tumour-centred
+    fig = report.plot_validation_predictions(samples)
+    assert len(fig.axes) == 6
+    with pytest.raises(FileNotFoundError, match="no metrics yet"):
+        report.read_history(tmp_path / "nothing")
