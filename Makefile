@@ -1,0 +1,83 @@
+# BraTS Lab: set-up, demo and tests. Every target is idempotent (a second run only redoes what changed).
+#
+#   make demo                 # venv, book assets, synthetic data, notebooks (demo profile), the HTML book
+#   make test                 # the whole pytest suite (unit tests, nbval over the notebooks, the book in Chromium)
+#   make notebooks PROFILE=full BRATS_DATA_DIR=/data/BraTS2024-GLI/training && make book
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := demo
+
+PROFILE ?= demo
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.brats-lab-installed
+ASSETS_STAMP := book/_static/vendor/.versions
+DATA_DIR ?= data/synthetic
+PYTEST_ARGS ?=
+
+.PHONY: venv assets chromium data notebooks book demo test clean distclean help
+
+help:
+	@echo "targets: venv assets chromium data notebooks book demo test clean distclean (PROFILE=$(PROFILE))"
+
+# --- set-up ------------------------------------------------------------------------------------------
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+# require.js, @jupyter-widgets/html-manager and MathJax from the npm registry, for the offline book
+assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP): scripts/fetch_book_assets.sh
+	scripts/fetch_book_assets.sh
+	@touch $@
+
+# headless browser for tests/test_book.py (Debian package; needs root or sudo)
+chromium:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null | head -1)"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; fi
+
+# --- demo ----------------------------------------------------------------------------------------------
+# the synthetic dataset of the demo profile (n_cases and seed read from notebooks/profiles/demo.yml)
+data: venv
+	@if [ "$(PROFILE)" = demo ]; then \
+	  read -r n seed < <($(PY) -c "import yaml; p = yaml.safe_load(open('notebooks/profiles/demo.yml')); \
+	    print(p.get('00_dataset.ipynb', {}).get('n_cases', 8), p.get('_defaults', {}).get('seed', 0))"); \
+	  $(VENV)/bin/brats synth --out $(DATA_DIR) --n $$n --seed $$seed; \
+	else echo "data: profile $(PROFILE) reads its own dataset (see notebooks/profiles/$(PROFILE).yml)"; fi
+
+notebooks: venv
+	$(PY) scripts/run_notebooks.py --profile $(PROFILE) --out book/executed
+
+# the HTML report from the executed notebooks (fresh _build/html: Sphinx keeps stale static files)
+book: venv assets
+	@ls book/executed/[0-9][0-9]_*.ipynb >/dev/null 2>&1 || { echo "book: no executed notebooks in book/executed (run make notebooks)" >&2; exit 1; }
+	@rm -rf _build/html
+	@start=$$(date +%s); \
+	  $(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet; \
+	  echo "book built in $$(( $$(date +%s) - start )) s: $(CURDIR)/_build/html/index.html"
+
+demo:
+	@start=$$(date +%s); \
+	  $(MAKE) --no-print-directory venv assets data notebooks book PROFILE=$(PROFILE); \
+	  echo "make demo: total $$(( $$(date +%s) - start )) s"
+
+# --- tests ---------------------------------------------------------------------------------------------
+test: venv assets chromium
+	@start=$$(date +%s); \
+	  $(PY) -m pytest tests/ $(PYTEST_ARGS); \
+	  echo "make test: total $$(( $$(date +%s) - start )) s"
+
+clean:
+	rm -rf _build book/executed .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) book/_static/vendor $(DATA_DIR) data/cache

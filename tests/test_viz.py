@@ -1,0 +1,211 @@
+"""Figures and the slice browser (brats_lib.viz) on small arrays with known answers."""
+
+import io as _io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from brats_lib import eda, viz  # noqa: E402
+from brats_lib.io import MODALITIES, load_case, discover_cases  # noqa: E402
+
+SHAPE = (10, 12, 6)
+SPACING = (1.0, 1.0, 3.0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _volume() -> np.ndarray:
+    return np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+
+
+def test_take_slice_per_plane():
+    vol = _volume()
+    np.testing.assert_array_equal(viz.take_slice(vol, "axial", 2), vol[:, :, 2])
+    np.testing.assert_array_equal(viz.take_slice(vol, "coronal", 3), vol[:, 3, :])
+    np.testing.assert_array_equal(viz.take_slice(vol, "sagittal", 4), vol[4, :, :])
+    assert viz.take_slice(vol, "axial", 0).shape == (10, 12)
+    assert viz.take_slice(vol, "coronal", 0).shape == (10, 6)
+    assert viz.take_slice(vol, "sagittal", 0).shape == (12, 6)
+    with pytest.raises(ValueError, match="unknown plane"):
+        viz.take_slice(vol, "oblique", 0)
+    with pytest.raises(IndexError):
+        viz.take_slice(vol, "axial", 6)
+
+
+def test_display_slice_puts_first_axis_across_and_last_index_on_top():
+    vol = _volume()
+    shown = viz.display_slice(vol, "axial", 1)
+    assert shown.shape == (12, 10)  # rows: y, columns: x
+    assert shown[0, 0] == vol[0, 11, 1]  # top-left is x=0, y=max
+    assert shown[-1, -1] == vol[9, 0, 1]
+    assert viz.slice_spacing(SPACING, "axial") == (1.0, 1.0)
+    assert viz.slice_spacing(SPACING, "coronal") == (3.0, 1.0)  # rows along z (3 mm), columns along x
+    assert viz.slice_extent((6, 10), (3.0, 1.0)) == (0.0, 10.0, 0.0, 18.0)
+
+
+def test_overlay_rgba_colours_per_label():
+    image = np.array([[0.0, 50.0], [100.0, 100.0]], dtype=np.float32)
+    label = np.array([[0, 1], [2, 4]], dtype=np.uint8)
+    opaque = viz.overlay_rgba(image, label, alpha=1.0, window=(0.0, 100.0))
+    assert opaque.shape == (2, 2, 4) and opaque.dtype == np.float32
+    np.testing.assert_allclose(opaque[0, 0], [0.0, 0.0, 0.0, 1.0])               # background: grey
+    np.testing.assert_allclose(opaque[0, 1, :3], viz.LABEL_COLORS[1])            # NETC red
+    np.testing.assert_allclose(opaque[1, 0, :3], viz.LABEL_COLORS[2])            # SNFH green
+    np.testing.assert_allclose(opaque[1, 1, :3], viz.LABEL_COLORS[4])            # RC blue
+    half = viz.overlay_rgba(image, label, alpha=0.5, window=(0.0, 100.0))
+    np.testing.assert_allclose(half[0, 1, :3], 0.5 * 0.5 + 0.5 * np.array(viz.LABEL_COLORS[1]), rtol=1e-6)
+    none = viz.overlay_rgba(image, label, alpha=0.0, window=(0.0, 100.0))
+    np.testing.assert_allclose(none[..., 0], [[0.0, 0.5], [1.0, 1.0]])
+    np.testing.assert_allclose(none[..., 3], 1.0)
+    with pytest.raises(ValueError):
+        viz.overlay_rgba(image, label[:1])
+
+
+def test_label_rgba_and_colours():
+    rgba = viz.label_rgba(np.array([[0, 3]], dtype=np.uint8), alpha=0.6)
+    np.testing.assert_allclose(rgba[0, 0], 0.0)
+    np.testing.assert_allclose(rgba[0, 1], [*viz.LABEL_COLORS[3], 0.6], rtol=1e-6)
+    assert len({tuple(c) for c in viz.LABEL_COLORS.values()}) == 4
+    names = [h.get_label() for h in viz.legend_handles()]
+    assert [n.split(" ")[0] for n in names] == ["NETC", "SNFH", "ET", "RC"]
+
+
+def test_normalize_window():
+    image = np.array([0.0, 10.0, 20.0, 30.0], dtype=np.float32)
+    np.testing.assert_allclose(viz.normalize(image, (10.0, 20.0)), [0.0, 0.0, 1.0, 1.0])
+    lo, hi = viz.intensity_window(np.array([0, 0, 1, 2, 3, 4, 5], dtype=np.float32), (0, 100))
+    assert (lo, hi) == (1.0, 5.0)  # zeros (background) are ignored
+
+
+def test_montage_shape_and_placement():
+    tiles = [np.full((3, 4), i, dtype=np.float32) for i in range(5)]
+    grid = viz.montage(tiles, ncols=3, pad=1, fill=-1)
+    assert grid.shape == (2 * 3 + 1, 3 * 4 + 2)
+    assert grid[0, 0] == 0 and grid[0, 5] == 1 and grid[4, 0] == 3 and grid[4, 5] == 4
+    assert grid[3, 0] == -1 and grid[4, 10] == -1  # padding row, empty sixth tile
+    rgba = viz.montage([np.zeros((2, 2, 4))] * 4, ncols=2)
+    assert rgba.shape == (4, 4, 4)
+    assert viz.montage(tiles[:2], ncols=6).shape == (3, 8)
+
+
+def test_informative_slices_span_the_label():
+    label = np.zeros(SHAPE, dtype=np.uint8)
+    label[2:5, 3:9, 1:4] = 2
+    assert viz.informative_slices(label, "axial", 3) == [1, 2, 3]
+    assert viz.informative_slices(label, "coronal", 2) == [3, 8]
+    assert viz.informative_slices(label, "sagittal", 10) == [2, 3, 4]
+    label[3, 4, 2] = 1
+    label[3, 5, 2] = 1
+    assert viz.largest_label_slice(label, "axial") in (1, 2, 3)
+    assert viz.largest_label_slice(np.zeros(SHAPE), "axial") is None
+
+
+# --------------------------------------------------------------------------- figures and browser on files
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for n in range(2):
+        case_id = f"BraTS-GLI-0000{n}-000"
+        folder = root / case_id
+        folder.mkdir()
+        affine = np.diag([-SPACING[0], SPACING[1], SPACING[2], 1.0])
+        for channel, modality in enumerate(MODALITIES):
+            data = (rng.random(SHAPE) * 100 + channel).astype(np.float32)
+            nib.save(nib.Nifti1Image(data, affine), folder / f"{case_id}-{modality}.nii.gz")
+        label = np.zeros(SHAPE, dtype=np.uint8)
+        label[3:7, 4:8, 1:5] = 2
+        label[4:6, 5:7, 2:4] = 3
+        label[2, 2, 2] = 1
+        label[8, 10, 0] = 4
+        nib.save(nib.Nifti1Image(label, affine), folder / f"{case_id}-seg.nii.gz")
+    return root
+
+
+def test_summary_plots_label_axes_with_units(tiny_dataset: Path):
+    tables = eda.dataset_tables(tiny_dataset, n_per_region=20)
+    ax = viz.plot_label_volumes(tables["volumes"])
+    assert ax.get_ylabel() == "volume (mL)" and ax.get_xlabel() == "region"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["WT", "TC", "NETC", "SNFH", "ET", "RC"]
+    ax = viz.plot_intensity_distributions(tables["intensities"])
+    assert "z-score" in ax.get_ylabel() and ax.get_xlabel() == "modality"
+    assert ax.get_legend() is not None
+
+
+def test_overlay_figures(tiny_dataset: Path):
+    loaded = load_case(discover_cases(tiny_dataset)[0])
+    fig = viz.plot_overlay_montage(loaded, n_slices=4, ncols=2)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 4
+    assert visible[-1].get_xlabel() == "mm" and visible[0].get_ylabel() == "mm"
+    assert [t.get_text().split(" ")[0] for t in fig.legends[0].get_texts()] == ["NETC", "SNFH", "ET", "RC"]
+    # physical extent: the axial slice is 10 × 12 mm
+    assert visible[0].images[0].get_extent() == [0.0, 10.0, 0.0, 12.0]
+    fig = viz.plot_case_overlay(loaded, plane="coronal")
+    assert len(fig.axes) == 5
+    assert fig.axes[0].images[0].get_extent() == [0.0, 10.0, 0.0, 18.0]  # x 10 mm across, z 6 × 3 mm up
+
+
+def test_render_slice_png_keeps_the_physical_aspect(tiny_dataset: Path):
+    loaded = load_case(discover_cases(tiny_dataset)[0])
+    png = viz.render_slice_png(loaded, "coronal", 5, "t2f", alpha=1.0)
+    image = Image.open(_io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (10, 18)  # 6 slices × 3 mm tall
+    assert Image.open(_io.BytesIO(viz.render_slice_png(loaded, "axial", 2))).size == (10, 12)
+    pixels = np.asarray(image)
+    shown = viz.display_slice(loaded.label, "coronal", 5)
+    row, col = np.argwhere(shown == 3)[0]
+    np.testing.assert_array_equal(pixels[row * 3, col], np.round(np.array(viz.LABEL_COLORS[3]) * 255))
+
+
+def test_slice_browser_controls_and_slicing(tiny_dataset: Path):
+    import ipywidgets as widgets
+
+    browser = viz.SliceBrowser(tiny_dataset, n_slices=3)
+    assert isinstance(browser, widgets.VBox)
+    assert browser.case_dropdown.options == ("BraTS-GLI-00000-000", "BraTS-GLI-00001-000")
+    assert browser.plane_buttons.options == ("axial", "coronal", "sagittal")
+    assert browser.modality_dropdown.value == "t2f"
+    assert 0.0 <= browser.opacity_slider.value <= 1.0
+    # axial: slices evenly spread over the label (z 0..4), one PNG per slice, slider ↔ stack linked
+    assert browser.indices == [0, 2, 4]
+    assert len(browser.stack.children) == 3
+    assert all(isinstance(c, widgets.Image) and c.value[:4] == b"\x89PNG" for c in browser.stack.children)
+    assert browser.stack.selected_index == browser.slice_slider.index
+    assert browser._link.source == (browser.slice_slider, "index")
+    assert browser._link.target == (browser.stack, "selected_index")
+    loaded = browser.load("BraTS-GLI-00000-000")
+    for plane, expected in (("axial", loaded.image[3][:, :, 2]), ("coronal", loaded.image[3][:, 2, :]),
+                            ("sagittal", loaded.image[3][2, :, :])):
+        np.testing.assert_array_equal(browser.slice_2d(plane, 2), expected)
+    np.testing.assert_array_equal(browser.slice_2d("axial", 1, "t1n"), loaded.image[0][:, :, 1])
+    # a new plane re-renders the stack and the slider options
+    browser.plane_buttons.value = "sagittal"
+    assert browser.indices == viz.informative_slices(loaded.label, "sagittal", 3, loaded.image)
+    assert [v for _, v in browser.slice_slider.options] == browser.indices
+    assert len(browser.stack.children) == len(browser.indices)
+    np.testing.assert_array_equal(browser.slice_2d(), loaded.image[3][browser.current_index, :, :])
+    # opacity re-renders the same slices with other pixels; the selected slice is kept
+    before = [c.value for c in browser.stack.children]
+    index = browser.current_index
+    browser.opacity_slider.value = 1.0
+    assert browser.current_index == index
+    assert [c.value for c in browser.stack.children] != before
+    browser.case_dropdown.value = "BraTS-GLI-00001-000"
+    assert "BraTS-GLI-00001-000" in browser.status.value
+    browser.close()
