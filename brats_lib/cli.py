@@ -5,6 +5,7 @@ Subcommands::
     brats synth      --out DIR --n N --seed S [--workers W]
     brats preprocess --data DIR --out CACHE_DIR [--workers N]
     brats train      --config FILE [--set KEY=JSON ...]
+    brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
     brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library

@@ -1,0 +1,159 @@
+"""Tuning of the post-processing on validation cases with the lesion-wise BraTS metric.
+
+Data flow: ``metrics`` scores label maps; this module uses those scores to choose the per-region
+small-component thresholds of :func:`brats_lib.inference.postprocess.remove_small_components`, and
+stores them as ``postprocess.json`` in a run directory, which :mod:`brats_lib.inference.predict` applies.
+
+The search is coordinate-wise: regions are tuned one after the other (in
+:data:`~brats_lib.inference.postprocess.REGION_PROCESSING_ORDER`), each with the thresholds already chosen
+in force, keeping the candidate with the highest mean lesion-wise Dice (over the cases and the scored
+regions — all six by default, since removing a WT component also changes TC, ET…). Ties go to the
+smallest threshold (the least intervention). A post-processed map identical to one already scored is not
+scored again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._atomic import write_text_atomic
+from .inference.postprocess import (POSTPROCESS_FILE, REGION_PROCESSING_ORDER, THRESHOLDS_KEY, check_thresholds,
+                                    remove_small_components)
+from .io import load_label
+from .labels import REGION_ORDER
+
+#: Default search grid (voxels on the original 1 mm grid).
+DEFAULT_CANDIDATES: Mapping[str, Sequence[int]] = {
+    "WT": (0, 25, 50, 100), "TC": (0, 25, 50, 100), "ET": (0, 25, 50, 100), "RC": (0, 25, 50, 100),
+}
+
+#: The per-region column of :func:`brats_lib.metrics.lesion_wise_results` that is maximised.
+SCORE_COLUMN = "LesionWise_Score_Dice"
+
+ArrayOrPath = np.ndarray | str | Path
+
+
+def _as_label(item: ArrayOrPath) -> np.ndarray:
+    """A (X, Y, Z) uint8 label map from an array or a NIfTI file (2024 convention)."""
+    if isinstance(item, (str, Path)):
+        return load_label(item)
+    return np.asarray(item, dtype=np.uint8)
+
+
+def _spacings(spacing, n: int) -> list[tuple[float, float, float]]:
+    """One (sx, sy, sz) mm triple per case from a single triple or a sequence of them."""
+    arr = np.asarray(spacing, dtype=np.float64)
+    if arr.shape == (3,):
+        return [tuple(arr.tolist())] * n
+    if arr.shape == (n, 3):
+        return [tuple(row) for row in arr.tolist()]
+    raise ValueError(f"spacing must be one (sx, sy, sz) triple or one per case ({n}), got shape {arr.shape}")
+
+
+def region_scores(pred: np.ndarray, gt: np.ndarray, spacing) -> dict[str, float]:
+    """Region → lesion-wise Dice of one (X, Y, Z) prediction against its ground truth (BraTS 2024 GLI)."""
+    from .metrics import lesion_wise_results
+
+    results, _ = lesion_wise_results(pred, gt, spacing)
+    return dict(zip(results["Labels"], results[SCORE_COLUMN].astype(float)))
+
+
+def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Sequence[ArrayOrPath],
+                        spacing=(1.0, 1.0, 1.0), candidates: Mapping[str, Sequence[int]] | None = None,
+                        score_regions: Sequence[str] = REGION_ORDER, progress: bool = False,
+                        return_table: bool = False):
+    """Choose per-region minimum component sizes that maximise the mean lesion-wise Dice.
+
+    Args:
+        predictions: raw (not post-processed) predictions of the validation cases, each a (X, Y, Z) uint8
+            map in the 2024 convention on the original grid, or the path of one.
+        ground_truths: the matching ground truths (same shapes), arrays or paths.
+        spacing: voxel size in mm, one (sx, sy, sz) for all cases or one per case.
+        candidates: region (``WT``, ``RC``, ``TC``, ``NETC``, ``ET``, ``SNFH``) → thresholds to try, in
+            voxels; 0 means no removal and is always tried. Default :data:`DEFAULT_CANDIDATES`.
+        score_regions: regions whose lesion-wise Dice is averaged into the objective.
+        progress: show a tqdm bar over the scoring calls.
+        return_table: also return the table of every tried candidate.
+    Returns:
+        ``{region: threshold}`` for every tuned region; with ``return_table`` a tuple of it and a DataFrame
+        with columns ``region``, ``threshold``, ``score`` (mean lesion-wise Dice) and ``chosen``.
+    """
+    from tqdm.auto import tqdm
+
+    if len(predictions) != len(ground_truths) or not predictions:
+        raise ValueError(f"need as many ground truths as predictions (≥ 1), got {len(predictions)} and "
+                         f"{len(ground_truths)}")
+    candidates = dict(DEFAULT_CANDIDATES if candidates is None else candidates)
+    for region, values in candidates.items():
+        check_thresholds({region: v for v in values})
+    preds = [_as_label(p) for p in predictions]
+    gts = [_as_label(g) for g in ground_truths]
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        if p.shape != g.shape:
+            raise ValueError(f"case {i}: prediction shape {p.shape} differs from ground truth {g.shape}")
+    spacings = _spacings(spacing, len(preds))
+    cache: dict[tuple[int, bytes], float] = {}
+    order = [r for r in REGION_PROCESSING_ORDER if r in candidates]
+    total = sum(len(set(candidates[r]) | {0}) for r in order) * len(preds)
+    bar = tqdm(total=total, desc="tune post-processing", unit="case", disable=not progress)
+
+    def mean_score(thresholds: dict[str, int]) -> float:
+        values = []
+        for i, (pred, gt, sp) in enumerate(zip(preds, gts, spacings)):
+            processed = remove_small_components(pred, thresholds) if thresholds else pred
+            key = (i, hashlib.blake2b(processed.tobytes(), digest_size=16).digest())
+            if key not in cache:
+                scores = region_scores(processed, gt, sp)
+                cache[key] = float(np.mean([scores[r] for r in score_regions]))
+            values.append(cache[key])
+            bar.update()
+        return float(np.mean(values))
+
+    chosen: dict[str, int] = {}
+    rows = []
+    try:
+        for region in order:
+            tried = []
+            for threshold in sorted(set(int(t) for t in candidates[region]) | {0}):
+                score = mean_score({**chosen, region: threshold})
+                tried.append((threshold, score))
+            best = max(tried, key=lambda ts: (ts[1], -ts[0]))[0]
+            chosen[region] = best
+            rows += [{"region": region, "threshold": t, "score": s, "chosen": t == best} for t, s in tried]
+    finally:
+        bar.close()
+    if return_table:
+        return chosen, pd.DataFrame(rows, columns=["region", "threshold", "score", "chosen"])
+    return chosen
+
+
+def save_postprocessing(run_dir: str | Path, thresholds: Mapping[str, int], table: pd.DataFrame | None = None
+                        ) -> Path:
+    """Write ``run_dir/postprocess.json`` atomically; :func:`brats_lib.inference.predict_case` applies it.
+
+    Args:
+        run_dir: the run directory (created if missing).
+        thresholds: region → minimum component voxels (e.g. from :func:`tune_postprocessing`).
+        table: optional tuning table, stored alongside for the record.
+    Returns:
+        the written path.
+    """
+    record = {
+        THRESHOLDS_KEY: check_thresholds(thresholds),
+        "connectivity": 26,
+        "rule": "components with fewer voxels are removed (WT, RC → 0) or relabelled to the enclosing "
+                "tumour label (TC, NETC, ET, SNFH); see brats_lib.inference.postprocess",
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if table is not None:
+        record["tuning"] = table.to_dict(orient="records")
+    path = Path(run_dir) / POSTPROCESS_FILE
+    write_text_atomic(path, json.dumps(record, indent=1))
+    return path

@@ -1,0 +1,200 @@
+"""Whole-case prediction: raw case → in-memory preprocessing → ensemble + TTA sliding window → labels →
+original grid → small-component post-processing → ``<case-id>.nii.gz`` (the challenge's naming).
+
+A run directory (``brats train``) describes itself: ``config.json`` gives the model, output mode, patch size
+and preprocessing; ``best.pt``/``last.pt`` the weights; an optional ``postprocess.json`` the tuned
+component thresholds. Several run directories form an ensemble whose probabilities are averaged; they
+must share the output mode and the preprocessing grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..io import LoadedCase, discover_cases, load_case, save_label_map
+from ..models import decode_probabilities
+from ..preprocess import PreprocessConfig, invert_label, preprocess_case
+from .postprocess import check_thresholds, load_postprocessing, remove_small_components
+from .sliding_window import as_triple, resolve_device
+from .tta import ALL_AXES, predict_probabilities
+
+#: PreprocessConfig fields that define the grid and intensities a network sees (the others only
+#: concern the on-disk cache).
+GRID_FIELDS: tuple[str, ...] = ("clip_percentiles", "margin", "downsample")
+
+PathLike = str | Path
+
+
+@dataclass
+class Ensemble:
+    """Networks that predict together, and how to feed them.
+
+    Attributes:
+        models: networks in eval mode (one or more), each mapping (B, 4, px, py, pz) → logits.
+        output_mode: ``"softmax"`` (5 channels) or ``"regions"`` (4 sigmoid channels WT, TC, ET, RC).
+        patch_size: sliding-window size (voxels, on the preprocessed grid).
+        preprocess: the preprocessing the networks were trained with.
+        postprocess: region → minimum component voxels, or ``None`` for none.
+        sources: where each model came from (run directories), for messages.
+    """
+
+    models: list[nn.Module]
+    output_mode: str = "softmax"
+    patch_size: int | Sequence[int] = 128
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    postprocess: dict[str, int] | None = None
+    sources: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> "Ensemble":
+        """Move every model to ``device`` (in place) and return ``self``."""
+        for model in self.models:
+            model.to(device)
+        return self
+
+
+def _grid_settings(config: PreprocessConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in GRID_FIELDS}
+
+
+def load_ensemble(run_dirs: PathLike | Sequence[PathLike], checkpoint: str = "best.pt",
+                  device: torch.device | str = "auto") -> Ensemble:
+    """Load the networks of one or more run directories.
+
+    The patch size is the first run's; the post-processing is the first ``postprocess.json`` found in
+    run order.
+
+    Raises:
+        ValueError: no run given, or runs disagreeing on output mode or preprocessing grid.
+    """
+    from ..train import load_run_model
+
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    if not dirs:
+        raise ValueError("no run directory given")
+    device = resolve_device(device)
+    models, configs = [], []
+    for run_dir in dirs:
+        if not (Path(run_dir) / "config.json").is_file() and not list(Path(run_dir).glob("*.pt")):
+            raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json or checkpoint)")
+        model, config = load_run_model(run_dir, checkpoint, device)
+        models.append(model)
+        configs.append(config)
+    first = configs[0]
+    preprocess = PreprocessConfig(**first.preprocess)
+    for run_dir, config in zip(dirs[1:], configs[1:]):
+        if config.output_mode != first.output_mode:
+            raise ValueError(f"{run_dir}: output mode {config.output_mode!r} differs from {dirs[0]}'s "
+                             f"{first.output_mode!r}; an ensemble averages probabilities of one mode")
+        other = PreprocessConfig(**config.preprocess)
+        if _grid_settings(other) != _grid_settings(preprocess):
+            raise ValueError(f"{run_dir}: preprocessing {_grid_settings(other)} differs from {dirs[0]}'s "
+                             f"{_grid_settings(preprocess)}")
+    postprocess = next((t for t in (load_postprocessing(d) for d in dirs) if t is not None), None)
+    return Ensemble(models, first.output_mode, first.patch_size, preprocess, postprocess,
+                    [str(d) for d in dirs])
+
+
+def as_ensemble(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | PathLike],
+                checkpoint: str = "best.pt", device: torch.device | str = "auto", **overrides) -> Ensemble:
+    """An :class:`Ensemble` from an ensemble, run director(y/ies) or network(s).
+
+    ``overrides`` (``output_mode``, ``patch_size``, ``preprocess``, ``postprocess``) replace the loaded
+    settings; bare networks take the :class:`Ensemble` defaults for those not given.
+    """
+    if isinstance(source, Ensemble):
+        ensemble = source
+    elif isinstance(source, (str, Path)) or (isinstance(source, (list, tuple)) and source
+                                             and all(isinstance(s, (str, Path)) for s in source)):
+        ensemble = load_ensemble(source, checkpoint, device)
+    else:
+        models = [source] if isinstance(source, nn.Module) else list(source)
+        ensemble = Ensemble(models)
+    if overrides:
+        ensemble = dataclasses.replace(ensemble, **overrides)
+    return ensemble
+
+
+def _postprocess_thresholds(ensemble: Ensemble, postprocess: bool | Mapping[str, int]) -> dict[str, int]:
+    if postprocess is True:
+        return ensemble.postprocess or {}
+    if postprocess is False or postprocess is None:
+        return {}
+    return check_thresholds(postprocess)
+
+
+def predict_case(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | PathLike], loaded: LoadedCase,
+                 device: torch.device | str | None = "auto", tta: bool = True,
+                 tta_axes: Sequence[int] = ALL_AXES, overlap: float = 0.5, batch_size: int = 2,
+                 amp: bool = True, postprocess: bool | Mapping[str, int] = True, checkpoint: str = "best.pt",
+                 return_probabilities: bool = False, **overrides):
+    """Predict the label map of one loaded case on its original grid.
+
+    Args:
+        source: an :class:`Ensemble`, run director(y/ies), or network(s) (then give ``output_mode``,
+            ``patch_size`` and ``preprocess`` as keyword overrides unless the defaults fit).
+        loaded: from :func:`brats_lib.io.load_case`; its ground-truth label, if any, is ignored.
+        device: where the networks run (``"auto"``: CUDA when available).
+        tta: mirror along ``tta_axes`` (``(0, 1, 2)``: 8 copies) and average.
+        overlap, batch_size, amp: sliding-window settings (:func:`.sliding_window.sliding_window`).
+        postprocess: ``True`` applies the ensemble's thresholds (``postprocess.json``) if any, ``False``
+            none, a mapping those thresholds (:func:`.postprocess.remove_small_components`).
+        checkpoint: checkpoint file name when loading run directories.
+        return_probabilities: also return the probabilities on the preprocessed grid.
+    Returns:
+        (X, Y, Z) uint8 labels in the 2024 convention on the input's grid; with ``return_probabilities``
+        a tuple ``(labels, probabilities (C, x, y, z) float32 CPU tensor, preprocessing meta)``.
+    """
+    device = resolve_device(device)
+    ensemble = as_ensemble(source, checkpoint, device, **overrides)
+    pre = preprocess_case(dataclasses.replace(loaded, label=None), ensemble.preprocess)
+    probs = predict_probabilities(ensemble.models, pre.image, as_triple(ensemble.patch_size),
+                                  ensemble.output_mode, tta_axes if tta else None, overlap, batch_size,
+                                  device=device, amp=amp, output_device=device)
+    label = decode_probabilities(probs[None], ensemble.output_mode)[0].cpu().numpy()
+    label = invert_label(label, pre.meta)
+    thresholds = _postprocess_thresholds(ensemble, postprocess)
+    if thresholds:
+        label = remove_small_components(label, thresholds)
+    if return_probabilities:
+        return label, probs.cpu(), pre.meta
+    return label
+
+
+def prediction_path(out_dir: PathLike, case_id: str) -> Path:
+    """``out_dir/<case-id>.nii.gz``, the BraTS challenge's prediction file name."""
+    return Path(out_dir) / f"{case_id}.nii.gz"
+
+
+def predict_folder(run_dirs: Ensemble | PathLike | Sequence[PathLike], in_dir: PathLike, out_dir: PathLike,
+                   device: torch.device | str = "auto", tta: bool = True, checkpoint: str = "best.pt",
+                   progress: bool = True, overlap: float = 0.5, batch_size: int = 2, amp: bool = True,
+                   postprocess: bool | Mapping[str, int] = True) -> list[Path]:
+    """Predict every case under ``in_dir`` and write ``out_dir/<case-id>.nii.gz`` (uint8, the input's
+    affine and header, written atomically).
+
+    Args:
+        run_dirs: one run directory, several (an ensemble), or a loaded :class:`Ensemble`.
+        in_dir: dataset folder in either layout (a ``seg`` file, if present, is ignored).
+        out_dir: output folder (created).
+        other arguments: as :func:`predict_case`.
+    Returns:
+        the written files, in case-id order.
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(device)
+    ensemble = as_ensemble(run_dirs, checkpoint, device)
+    cases = discover_cases(in_dir)
+    written = []
+    for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
+        loaded = load_case(dataclasses.replace(case, seg_path=None))  # a label is neither needed nor checked
+        label = predict_case(ensemble, loaded, device=device, tta=tta, overlap=overlap, batch_size=batch_size,
+                             amp=amp, postprocess=postprocess)
+        written.append(save_label_map(label, loaded.geometry, prediction_path(out_dir, case.case_id)))
+    return written
