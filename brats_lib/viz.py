@@ -525,3 +525,111 @@ __all__ = [
     "overlay_rgba", "montage", "legend_handles", "plot_overlay_montage", "plot_case_overlay",
     "plot_label_volumes", "plot_intensity_distributions", "render_slice_png", "SliceBrowser",
 ]
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+#: Metric column of the evaluation table → axis label (Dice is unitless, distances are in mm).
+METRIC_LABELS: Mapping[str, str] = {
+    "LesionWise_Score_Dice": "lesion-wise Dice (unitless)",
+    "LesionWise_Score_HD95": "lesion-wise HD95 (mm)",
+    "Legacy_Dice": "Dice (unitless)",
+    "Legacy_HD95": "HD95 (mm)",
+}
+
+
+def plot_region_scores(table, metrics: Sequence[str] = ("LesionWise_Score_Dice", "LesionWise_Score_HD95"),
+                       models: Sequence[str] | None = None, names: Mapping[str, str] | None = None,
+                       regions: Sequence[str] | None = None, panel_size: tuple[float, float] = (7.0, 3.6)):
+    """Box + strip plots of per-case scores per region (x) and model (colour), one panel per metric.
+
+    Args:
+        table: tidy evaluation table (columns ``case``, ``region``, the ``metrics``; ``model`` for several
+            models), e.g. :func:`brats_lib.analysis.combine_tables` of :func:`brats_lib.metrics.evaluate_folders`.
+        models: model order (default: order of appearance); names: model → legend label.
+        regions: region order (default :data:`~brats_lib.labels.REGION_ORDER`, those present).
+    Returns:
+        the figure; its axes are labelled with :data:`METRIC_LABELS` (Dice unitless, HD95 in mm).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    data = table if "model" in table else table.assign(model="model")
+    models = list(models) if models is not None else list(dict.fromkeys(data["model"]))
+    names = dict(names or {})
+    data = data[data["model"].isin(models)].assign(model=lambda d: d["model"].map(lambda m: names.get(m, m)))
+    hue_order = [names.get(m, m) for m in models]
+    present = set(data["region"])
+    order = [r for r in (regions or REGION_ORDER) if r in present]
+    palette = dict(zip(hue_order, sns.color_palette("colorblind", len(hue_order))))
+    n_cases = data["case"].nunique()
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(panel_size[0], panel_size[1] * len(metrics)),
+                             squeeze=False, layout="constrained")
+    for ax, metric in zip(axes[:, 0], metrics):
+        values = data.assign(**{metric: data[metric].astype(float)})
+        with _quiet_seaborn():
+            sns.boxplot(data=values, x="region", y=metric, hue="model", order=order, hue_order=hue_order,
+                        palette=palette, showfliers=False, boxprops={"alpha": 0.45}, linewidth=0.8, ax=ax)
+            sns.stripplot(data=values, x="region", y=metric, hue="model", order=order, hue_order=hue_order,
+                          palette=palette, dodge=True, size=4, jitter=0.12, edgecolor="black", linewidth=0.4,
+                          legend=False, ax=ax)
+        label = METRIC_LABELS.get(metric, metric)
+        ax.set_xlabel("region")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label[0].upper() + label[1:]} per region ({n_cases} case{'s' if n_cases != 1 else ''})",
+                     fontsize=10)
+        if "Dice" in metric:
+            ax.set_ylim(-0.05, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(title="model", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def plot_best_worst_overlays(panels: Sequence[tuple[str, LoadedCase, np.ndarray]], plane: str = "axial",
+                             modality: str = "t2f", alpha: float = 0.45, panel_size: float = 2.6):
+    """One row per case: the image (FLAIR by default), the ground truth and the prediction overlaid.
+
+    Args:
+        panels: ``(row title, loaded case with its ground-truth label, predicted label map)`` per row, e.g. the
+            best and the worst case of :func:`brats_lib.analysis.best_worst_cases`; the prediction is on the
+            case's grid (as :func:`brats_lib.inference.predict_case` writes it).
+        plane: slice plane; each row shows the slice with the most ground-truth voxels (else predicted ones).
+    Returns:
+        the figure (rows × 3 panels, axes in mm, a legend naming the labels).
+    """
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        raise ValueError("no case to show")
+    channel = _modality_channel(modality)
+    titles = (MODALITY_NAMES.get(modality, modality), "ground truth", "prediction")
+    fig, axes = plt.subplots(len(panels), 3, figsize=(panel_size * 3, panel_size * len(panels) + 1.0),
+                             squeeze=False, layout="constrained")
+    for row, (title, loaded, prediction) in zip(axes, panels):
+        image = loaded.image[channel]
+        gt = loaded.label if loaded.label is not None else np.zeros(image.shape, np.uint8)
+        prediction = np.asarray(prediction)
+        if prediction.shape != image.shape:
+            raise ValueError(f"{title}: prediction shape {prediction.shape} differs from image {image.shape}")
+        index = largest_label_slice(gt, plane)
+        if index is None:
+            index = largest_label_slice(prediction, plane)
+        if index is None:
+            index = image.shape[_axis(plane)] // 2
+        window = intensity_window(image)
+        pixel_mm = slice_spacing(loaded.geometry.spacing, plane)
+        img2d = display_slice(image, plane, index)
+        extent = slice_extent(img2d.shape, pixel_mm)
+        for ax, lab, name in zip(row, (None, gt, prediction), titles):
+            lab2d = display_slice(lab, plane, index) if lab is not None else None
+            ax.imshow(overlay_rgba(img2d, lab2d, alpha, window), extent=extent, interpolation="nearest")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("mm")
+            ax.set_ylabel("mm")
+            ax.tick_params(labelsize=7)
+        row[0].set_title(f"{title}\n{loaded.case.case_id}, {plane} {index}\n{titles[0]}", fontsize=9)
+    fig.legend(handles=legend_handles(), loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    return fig
+
+
+__all__ += ["METRIC_LABELS", "plot_region_scores", "plot_best_worst_overlays"]
