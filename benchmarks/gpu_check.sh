@@ -2,6 +2,7 @@
 # One prepared GPU check: every CUDA path of the toolkit, with the figures recorded.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
+#   ONLY="synth train_run predict evaluate" bash benchmarks/gpu_check.sh   # a subset of the steps
 #
 # Exercises augmentation on the GPU (correctness vs CPU and throughput vs MONAI), the training step of each
 # model (bf16 autocast + channels_last_3d, optionally torch.compile) vs MONAI's DynUNet, a short real
@@ -21,8 +22,9 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 WORK=/tmp/brats_gpu
 mkdir -p "$WORK"
 
-step() {  # step NAME SECONDS CMD...
+step() {  # step NAME SECONDS CMD...   (ONLY="name name" runs just those steps)
   local name=$1 limit=$2; shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   echo "=== $name"
   local t0=$(date +%s)
   timeout "$limit" "$@" 2>&1 | grep -v -E '[0-9]+(it|case|cell)/s\]|s/(it|case|cell)\]' | tee "$OUT_DIR/$name.log"

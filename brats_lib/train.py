@@ -120,12 +120,14 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available (this rank's GPU under torchrun), else CPU."""
+    """``auto`` → CUDA when available, else CPU; a CUDA device without an index gets this rank's GPU
+    (``LOCAL_RANK`` under torchrun, else 0)."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -341,3 +341,17 @@ def test_low_resolution():
     ramp = torch.linspace(0, 1, 32)[:, None, None].expand(32, 32, 32)[None, None].contiguous()
     smooth = low_resolution(ramp, ZoomParams(torch.tensor([[0.75]])))
     assert (smooth - ramp).abs().max().item() < 0.05
+
+
+def test_gamma_keeps_mean_and_std_of_a_large_low_contrast_volume():
+    """Regression: E[x²] − E[x]² in float32 lost half the variance of such a volume on CPU."""
+    from brats_lib.augment.intensity import GammaParams, gamma_transform
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(1, 1, 128, 128, 128, generator=g) * 0.2 + 5.0)  # mean ≈ 5.1, std ≈ 0.06
+    params = GammaParams(gamma=torch.tensor([[0.7]]), invert=torch.tensor([[False]]))
+    out = gamma_transform(x, params)
+    ref = gamma_transform(x.double(), params)
+    assert (out.double() - ref).abs().max().item() < 1e-4
+    assert out.double().mean().item() == pytest.approx(x.double().mean().item(), abs=1e-5)
+    assert out.double().std().item() == pytest.approx(x.double().std().item(), rel=1e-4)

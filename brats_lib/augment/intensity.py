@@ -354,11 +354,13 @@ class RandomGamma(Transform):
 
 
 def _mean_std(flat: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and population std of each row of (N, M), as (N,) float64 (one sum and one norm pass)."""
-    m = flat.shape[1]
-    mean = flat.sum(1).double() / m
-    mean_square = torch.linalg.vector_norm(flat, dim=1).double() ** 2 / m
-    return mean, (mean_square - mean**2).clamp_min(0).sqrt()
+    """Mean and population std of each row of (N, M), as (N,) float64.
+
+    ``torch.std_mean`` (a numerically stable reduction): E[x²] − E[x]² in float32 loses the variance of
+    low-contrast volumes to cancellation, by as much as half on CPU (seen on a gamma-transformed channel).
+    """
+    std, mean = torch.std_mean(flat, dim=1, correction=0)
+    return mean.double(), std.double()
 
 
 def gamma_transform(image: Tensor, params: GammaParams, retain_stats: bool = True, inplace: bool = False,
