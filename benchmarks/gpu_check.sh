@@ -48,7 +48,7 @@ cat > "$WORK/train.json" <<JSON
 JSON
 step train_run 120 python3 -m brats_lib.train --config "$WORK/train.json"
 cp "$WORK/runs/unet3d/metrics.csv" "$OUT_DIR/train_metrics.csv" 2>/dev/null
-python3 - "$WORK" <<'PY'
+[ -f "$WORK/cache/splits.json" ] && python3 - "$WORK" <<'PY'
 import json, shutil, sys
 from pathlib import Path
 work = Path(sys.argv[1])
