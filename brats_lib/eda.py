@@ -14,7 +14,6 @@ Every table is in "long" form (one observation per row) so that seaborn can plot
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import nibabel as nib

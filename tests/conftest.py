@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,3 +17,31 @@ def real_data_dir() -> Path:
     if not (REAL_DATA / "README.md").is_file():
         pytest.skip(f"real BraTS sample cases not found at {REAL_DATA} (../shared is absent)")
     return REAL_DATA
+
+
+TINY_AFFINE = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def write_tiny_case(root: Path, index: int, shape=(28, 28, 28)) -> Path:
+    """A small BraTS-2024-layout case: a spherical tumour (SNFH ⊃ ET ⊃ NETC) brighter in every modality,
+    plus an RC slab in odd-numbered cases; for training and prediction tests that need real files."""
+    from brats_lib.io import MODALITIES
+
+    rng = np.random.default_rng(index)
+    case_id = f"BraTS-GLI-{index:05d}-000"
+    folder = root / case_id
+    folder.mkdir(parents=True)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    centre = np.array(shape) // 2 + rng.integers(-3, 4, 3)
+    r = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
+    brain = r < 13
+    label = np.zeros(shape, np.uint8)
+    label[r < 7] = 2
+    label[r < 4] = 3
+    label[r < 2] = 1
+    label[(grid[0] < 8) & brain & (label == 0)] = 4 if index % 2 else 0
+    for m in MODALITIES:
+        image = (1.0 + 0.5 * rng.standard_normal(shape) + (label > 0) * (1 + label)) * brain
+        nib.save(nib.Nifti1Image(image.astype(np.float32), TINY_AFFINE), folder / f"{case_id}-{m}.nii.gz")
+    nib.save(nib.Nifti1Image(label, TINY_AFFINE), folder / f"{case_id}-seg.nii.gz")
+    return folder

@@ -15,9 +15,10 @@ from brats_lib.evaluation import save_postprocessing, tune_postprocessing
 from brats_lib.inference import (Ensemble, ensemble_predictor, flip_combinations, gaussian_importance_map,
                                  load_postprocessing, predict_case, predict_folder, predict_probabilities,
                                  remove_small_components, sliding_window, window_slices, window_starts)
-from brats_lib.io import MODALITIES, discover_cases, load_case
+from brats_lib.io import discover_cases, load_case
 from brats_lib.models import build_model
 from brats_lib.preprocess import PreprocessConfig, preprocess_case
+from conftest import write_tiny_case
 
 AFFINE = np.diag([-1.0, 1.0, 1.0, 1.0])
 
@@ -284,28 +285,11 @@ def test_prediction_on_a_real_case_overlays_the_input(real_data_dir, tmp_path):
     np.testing.assert_array_equal(saved, remove_small_components(label, {"WT": 50}))
 
 
-def _write_case(root, index, shape=(28, 28, 28)):
-    rng = np.random.default_rng(index)
-    case_id = f"BraTS-GLI-{index:05d}-000"
-    folder = root / case_id
-    folder.mkdir(parents=True)
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
-    r = np.sqrt(((grid - (np.array(shape) // 2)[:, None, None, None]) ** 2).sum(0))
-    brain = r < 13
-    label = np.zeros(shape, np.uint8)
-    label[r < 7] = 2
-    label[r < 4] = 3
-    for m in MODALITIES:
-        image = (1.0 + 0.5 * rng.standard_normal(shape) + (label > 0) * (1 + label)) * brain
-        nib.save(nib.Nifti1Image(image.astype(np.float32), AFFINE), folder / f"{case_id}-{m}.nii.gz")
-    nib.save(nib.Nifti1Image(label, AFFINE), folder / f"{case_id}-seg.nii.gz")
-
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("predict_run")
     for i in range(3):
-        _write_case(root / "raw", i)
+        write_tiny_case(root / "raw", i)
     config = tr.TrainConfig(data_dir=str(root / "raw"), cache_dir=str(root / "cache"), run_dir=str(root / "run"),
                             model={"name": "unet3d", "features_per_stage": [4, 8, 16]}, patch_size=16,
                             batch_size=2, epochs=2, iterations_per_epoch=2, val_patches=2, workers=0,

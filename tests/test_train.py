@@ -5,45 +5,20 @@ import json
 import os
 import socket
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from brats_lib import train as tr
-from brats_lib.io import MODALITIES
 from brats_lib.labels import REGION_ORDER
-
-AFFINE = np.diag([-1.0, 1.0, 1.0, 1.0])
-
-
-def _write_case(root, index, shape=(28, 28, 28)):
-    rng = np.random.default_rng(index)
-    case_id = f"BraTS-GLI-{index:05d}-000"
-    folder = root / case_id
-    folder.mkdir(parents=True)
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
-    centre = np.array(shape) // 2 + rng.integers(-3, 4, 3)
-    r = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
-    brain = r < 13
-    label = np.zeros(shape, np.uint8)
-    label[r < 7] = 2
-    label[r < 4] = 3
-    label[r < 2] = 1
-    label[(grid[0] < 8) & brain & (label == 0)] = 4 if index % 2 else 0
-    base = {"t1n": 1.0, "t1c": 1.0, "t2w": 1.0, "t2f": 1.0}
-    for m in MODALITIES:
-        image = (base[m] + 0.5 * rng.standard_normal(shape) + (label > 0) * (1 + label)) * brain
-        nib.save(nib.Nifti1Image(image.astype(np.float32), AFFINE), folder / f"{case_id}-{m}.nii.gz")
-    nib.save(nib.Nifti1Image(label, AFFINE), folder / f"{case_id}-seg.nii.gz")
-
+from conftest import write_tiny_case
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_data")
     for i in range(4):
-        _write_case(root / "raw", i)
+        write_tiny_case(root / "raw", i)
     return root
 
 

@@ -198,7 +198,6 @@ def sampling_grid(params: SpatialParams, offsets: Tensor, in_size: Size3, out_si
     in between: linear interpolation reproduces the affine part, so this equals evaluating the affine map
     at every voxel plus the trilinearly upsampled displacement, at a fraction of the cost.
     """
-    n = offsets.shape[0]
     nodes = params.elastic_field.shape[-1]
     if nodes < 2:
         raise ValueError("the elastic grid needs at least 2 control points per axis")
