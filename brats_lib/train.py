@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import io as _io
 import json
 import math
@@ -304,6 +305,10 @@ class Trainer:
         self.augment = default_pipeline((c.patch_size,) * 3) if c.augment else None
 
     def _loader(self, dataset: PatchDataset, batch_size: int):
+        # Collect dead loader iterators before new workers fork: a worker that inherits one in an
+        # uncollected reference cycle runs its __del__ and prints "can only test a child process" noise
+        # (seen in notebooks, where tqdm's widgets keep such cycles alive).
+        gc.collect()
         if not self.dist.enabled:
             return make_loader(dataset, batch_size, workers=self.config.workers)
         indices = list(range(self.dist.rank, len(dataset), self.dist.world))
