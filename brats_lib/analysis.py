@@ -137,13 +137,13 @@ def evaluate_cases(pred_dir: PathLike | Mapping[str, PathLike], gt_dir: PathLike
         BratsInputError: a case without prediction or ground truth (named).
     """
     from .io import BratsInputError
-    from .metrics.evaluate import CaseJob, _nifti_files, evaluate_case, find_ground_truths
+    from .metrics.evaluate import CaseJob, nifti_files, evaluate_case, find_ground_truths
 
     folders = dict(pred_dir) if isinstance(pred_dir, Mapping) else {"": pred_dir}
     truths = find_ground_truths(gt_dir)
     jobs, owners = [], []
     for model, folder in folders.items():
-        predictions = _nifti_files(Path(folder)) if Path(folder).is_dir() else {}
+        predictions = nifti_files(Path(folder)) if Path(folder).is_dir() else {}
         ids = sorted(predictions) if case_ids is None else list(case_ids)
         for case_id in ids:
             if case_id not in predictions:

@@ -51,7 +51,7 @@ def _nifti_stem(path: Path) -> str | None:
     return None
 
 
-def _nifti_files(folder: Path) -> dict[str, Path]:
+def nifti_files(folder: Path) -> dict[str, Path]:
     """``{stem: path}`` of the NIfTI files directly inside ``folder`` (hidden files skipped)."""
     files = {}
     for path in sorted(folder.iterdir()):
@@ -80,7 +80,7 @@ def find_ground_truths(gt_dir: str | Path) -> dict[str, tuple[Path, str]]:
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise BratsInputError(f"{gt_dir}: ground-truth folder does not exist")
-    flat = _nifti_files(gt_dir)
+    flat = nifti_files(gt_dir)
     if flat:
         found: dict[str, tuple[Path, str]] = {}
         for stem, path in flat.items():
@@ -107,7 +107,7 @@ def plan_jobs(pred_dir: str | Path, gt_dir: str | Path) -> list[CaseJob]:
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise BratsInputError(f"{pred_dir}: prediction folder does not exist")
-    predictions = _nifti_files(pred_dir)
+    predictions = nifti_files(pred_dir)
     truths = find_ground_truths(gt_dir)
     missing = sorted(set(truths) - set(predictions))
     if missing:
