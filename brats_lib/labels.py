@@ -40,6 +40,48 @@ LABEL_DESCRIPTIONS: Mapping[int, str] = {
     RC: "resection cavity",
 }
 
+#: The house palette (Okabe–Ito, readable with red–green colour blindness), RGB in 0–1. Every figure, widget
+#: and table of the project takes its label and region colours from here and nowhere else.
+def _hex(code: str) -> tuple[float, float, float]:
+    return tuple(int(code[i:i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+#: Label → RGB colour: NETC vermillion, SNFH bluish green, ET yellow, RC blue.
+LABEL_COLORS: Mapping[int, tuple[float, float, float]] = {
+    NETC: _hex("#D55E00"),
+    SNFH: _hex("#009E73"),
+    ET: _hex("#F0E442"),
+    RC: _hex("#0072B2"),
+}
+
+#: Region → RGB colour: single-label regions take their label's colour; WT reddish purple, TC orange.
+REGION_COLORS: Mapping[str, tuple[float, float, float]] = {
+    "WT": _hex("#CC79A7"),
+    "TC": _hex("#E69F00"),
+    "NETC": LABEL_COLORS[NETC],
+    "SNFH": LABEL_COLORS[SNFH],
+    "ET": LABEL_COLORS[ET],
+    "RC": LABEL_COLORS[RC],
+}
+
+#: Error-map class → RGB colour: true positive grey-white, false positive orange, false negative sky blue.
+ERROR_COLORS: Mapping[str, tuple[float, float, float]] = {
+    "TP": _hex("#BBBBBB"),
+    "FP": _hex("#E69F00"),
+    "FN": _hex("#56B4E9"),
+}
+
+
+def label_hex(label: int) -> str:
+    """``#rrggbb`` of a label's house colour (for HTML tables and widgets)."""
+    return "#" + "".join(f"{round(c * 255):02X}" for c in LABEL_COLORS[label])
+
+
+def region_hex(region: str) -> str:
+    """``#rrggbb`` of a region's house colour."""
+    return "#" + "".join(f"{round(c * 255):02X}" for c in REGION_COLORS[region])
+
+
 #: Label values allowed in a 2024-convention map.
 LABELS_2024: tuple[int, ...] = (0, NETC, SNFH, ET, RC)
 

@@ -25,28 +25,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .io import MODALITIES, Case, LoadedCase, load_case
-from .labels import LABEL_DESCRIPTIONS, LABEL_NAMES, REGION_ORDER
+from .labels import LABEL_COLORS, LABEL_DESCRIPTIONS, LABEL_NAMES, REGION_COLORS, REGION_ORDER
 
 #: Plane name → array axis that is fixed by the slice index.
 PLANES: Mapping[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
 
-#: Label → RGB colour (0–1) of the overlay: NETC red, SNFH green, ET yellow, RC blue.
-LABEL_COLORS: Mapping[int, tuple[float, float, float]] = {
-    1: (0.90, 0.10, 0.10),
-    2: (0.10, 0.75, 0.20),
-    3: (1.00, 0.85, 0.00),
-    4: (0.15, 0.45, 1.00),
-}
-
-#: Region → colour of summary plots (single-label regions take their label's colour).
-REGION_COLORS: Mapping[str, tuple[float, float, float]] = {
-    "WT": (0.45, 0.45, 0.45),
-    "TC": (0.70, 0.35, 0.35),
-    "NETC": LABEL_COLORS[1],
-    "SNFH": LABEL_COLORS[2],
-    "ET": LABEL_COLORS[3],
-    "RC": LABEL_COLORS[4],
-}
+# The house palette lives in :mod:`brats_lib.labels`; re-exported here for the figures.
 
 MODALITY_NAMES: Mapping[str, str] = {
     "t1n": "T1 native", "t1c": "T1 contrast-enhanced", "t2w": "T2-weighted", "t2f": "T2-FLAIR",

@@ -61,8 +61,8 @@ def test_overlay_rgba_colours_per_label():
     opaque = viz.overlay_rgba(image, label, alpha=1.0, window=(0.0, 100.0))
     assert opaque.shape == (2, 2, 4) and opaque.dtype == np.float32
     np.testing.assert_allclose(opaque[0, 0], [0.0, 0.0, 0.0, 1.0])               # background: grey
-    np.testing.assert_allclose(opaque[0, 1, :3], viz.LABEL_COLORS[1])            # NETC red
-    np.testing.assert_allclose(opaque[1, 0, :3], viz.LABEL_COLORS[2])            # SNFH green
+    np.testing.assert_allclose(opaque[0, 1, :3], viz.LABEL_COLORS[1])            # NETC vermillion
+    np.testing.assert_allclose(opaque[1, 0, :3], viz.LABEL_COLORS[2])            # SNFH bluish green
     np.testing.assert_allclose(opaque[1, 1, :3], viz.LABEL_COLORS[4])            # RC blue
     half = viz.overlay_rgba(image, label, alpha=0.5, window=(0.0, 100.0))
     np.testing.assert_allclose(half[0, 1, :3], 0.5 * 0.5 + 0.5 * np.array(viz.LABEL_COLORS[1]), rtol=1e-6)
