@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from ._atomic import atomic_path
+from .errors import BratsInputError
 from .labels import to_2024
 
 #: Modality order of every loaded image, channel 0..3.
@@ -38,10 +39,6 @@ AFFINE_TOLERANCE = 1e-3
 
 _CASE_2024 = re.compile(r"^(?P<prefix>BraTS-[A-Za-z]+)-(?P<patient>\d+)-(?P<timepoint>\d+)$")
 _CASE_LEGACY = re.compile(r"^(?P<prefix>BraTS\d*)_(?P<patient>\d+)$")
-
-
-class BratsInputError(ValueError):
-    """Input data that cannot be used; the message names the file or folder and the fault."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +277,8 @@ def load_image(case: Case) -> tuple[np.ndarray, Geometry]:
                     f"{np.abs(img.affine - ref_img.affine).max():.4g} mm)"
                 )
         image[channel] = data
-    assert reference is not None
+    if reference is None:  # MODALITIES is never empty: an internal invariant, not a data check
+        raise RuntimeError("no modality was loaded")
     return image, _geometry(reference[2], reference[1].shape)
 
 

@@ -315,7 +315,7 @@ def test_non_finite_image_never_reaches_the_cache(tmp_path):
     image, label = synthetic_volumes()
     pre = pp.preprocess_case(loaded_case(image, label), pp.PreprocessConfig())
     pre.image[0, 0, 0, 0] = np.nan
-    with pytest.raises(AssertionError, match="non-finite"):
+    with pytest.raises(RuntimeError, match="non-finite"):
         pp.write_cached_case(tmp_path, pre, pp.PreprocessConfig())
     assert pp.read_meta(tmp_path, pre.meta["case_id"]) is None
 
@@ -324,8 +324,9 @@ def test_float16_overflow_is_caught(tmp_path):
     image, label = synthetic_volumes()
     pre = pp.preprocess_case(loaded_case(image, label), pp.PreprocessConfig())
     pre.image[0, 1, 1, 1] = 1e6  # finite in float32, inf in float16
-    with pytest.raises(AssertionError):
+    with pytest.raises(BratsInputError, match="BraTS-GLI-00001-000: normalised intensities overflow float16"):
         pp.write_cached_case(tmp_path, pre, pp.PreprocessConfig(dtype="float16"))
+    assert pp.read_meta(tmp_path, pre.meta["case_id"]) is None
 
 
 def test_cli_preprocess(dataset, tmp_path, capsys):

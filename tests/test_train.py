@@ -69,7 +69,7 @@ def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    tr.train(_config(dataset, run, epochs=1), progress=False)
+    tr.train(_config(dataset, run, epochs=2, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
     good = _weights(run)
     original = tr.Trainer._train_epoch
 
