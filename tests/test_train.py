@@ -50,7 +50,9 @@ def test_run_directory_is_self_describing(dataset, tmp_path):
     assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
     model, cfg = tr.load_run_model(run)
     assert not model.training and cfg.output_mode == "softmax"
-    assert (tmp_path / "run").stat().st_size > 0 and not list(run.glob(".*tmp*"))
+    assert json.loads((run / "metrics.json").read_text()) == [
+        {k: (float(v) if k != "epoch" else int(v)) for k, v in r.items()} for r in rows]
+    assert tr.load_checkpoint(run / "best.pt")["epoch"] in (0, 1) and not list(run.glob(".*tmp*"))
 
 
 def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
