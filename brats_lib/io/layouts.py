@@ -57,7 +57,7 @@ def _describe(case: Case) -> str:
             "nnunet": "nnU-Net raw"}.get(case.layout, case.layout)
 
 
-def nifti_files(folder: Path) -> list[Path]:
+def nifti_paths(folder: Path) -> list[Path]:
     """The NIfTI files directly in ``folder``, sorted; hidden files (``.x``, macOS ``._x``) skipped."""
     return sorted(p for p in folder.iterdir()
                   if not p.name.startswith(".") and strip_nifti_suffix(p.name) is not None and p.is_file())
@@ -102,7 +102,7 @@ def brats_case_folder(folder: Path, files: list[Path] | None = None, require_ima
             mixed, or a label that cannot be told apart (each named).
     """
     name = folder.name
-    files = nifti_files(folder) if files is None else files
+    files = nifti_paths(folder) if files is None else files
     tagged: dict[str, list[Path]] = {}
     separators: list[str] = []
     unnamed: list[Path] = []
@@ -193,8 +193,8 @@ def dataset_json_cases(root: Path, require_images: bool = True, splits=("imagesT
     cases = []
     for image_folder in splits:
         image_dir, label_dir = root / image_folder, root / SPLIT_FOLDERS[image_folder]
-        images = nifti_files(image_dir) if image_dir.is_dir() else []
-        labels = {strip_nifti_suffix(p.name): p for p in nifti_files(label_dir)} if label_dir.is_dir() else {}
+        images = nifti_paths(image_dir) if image_dir.is_dir() else []
+        labels = {strip_nifti_suffix(p.name): p for p in nifti_paths(label_dir)} if label_dir.is_dir() else {}
         whole: dict[str, Path] = {}
         per_channel: dict[str, dict[int, Path]] = {}
         for path in images:
@@ -326,7 +326,7 @@ def discover_cases(root: str | Path, require_images: bool = True) -> list[Case]:
     if split_of is not None and split_of.parent != root:  # root is imagesTr/labelsTr/… of a dataset
         image_folder = root.name if root.name in SPLIT_FOLDERS else _LABEL_FOLDERS[root.name]
         cases = dataset_json_cases(root.parent, require_images, (image_folder,))
-        seen.folders, seen.files, seen.json_files = 1, len(nifti_files(root)), 1
+        seen.folders, seen.files, seen.json_files = 1, len(nifti_paths(root)), 1
     else:
         for folder, dirnames, filenames in _walk(root):
             seen.folders += 1
@@ -334,7 +334,7 @@ def discover_cases(root: str | Path, require_images: bool = True) -> list[Case]:
                 seen.json_files += 1
                 if dataset_json_of(folder) is not None:
                     cases.extend(dataset_json_cases(folder, require_images))
-                    seen.files += sum(len(nifti_files(folder / d)) for d in dirnames
+                    seen.files += sum(len(nifti_paths(folder / d)) for d in dirnames
                                       if d in SPLIT_FOLDERS or d in _LABEL_FOLDERS)
                     dirnames[:] = [d for d in dirnames if d not in SPLIT_FOLDERS and d not in _LABEL_FOLDERS]
                 else:

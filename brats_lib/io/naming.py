@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..labels import ET, LABELS_2024, NETC, RC, REGIONS, SNFH
+from ..labels import ET, LABEL_NAMES, LABELS_2024, NETC, RC, REGIONS, SNFH
 from .cases import MODALITIES, BratsInputError
 
 # ------------------------------------------------------------------------------------------------- case ids
@@ -172,8 +172,6 @@ _REGION_LOOKUP = {alias: region for region, aliases in REGION_NAMES_ACCEPTED.ite
 
 
 def _known_label_names() -> str:
-    from ..labels import LABEL_NAMES
-
     return "; ".join(f"{LABEL_NAMES[k]}: {', '.join(v)}" for k, v in LABEL_NAMES_ACCEPTED.items()) + \
         "; regions WT: whole tumor, TC: tumor core"
 
@@ -236,9 +234,12 @@ def label_values_from_names(labels: Mapping, source: str) -> dict[int, int]:
         member = {r for r, values in regions.items() if value in values}
         matches = [lab for lab in LABELS_2024[1:]
                    if {r for r in regions if lab in REGIONS[r]} == member]
-        if len(matches) != 1:
-            raise BratsInputError(f"{source}: value {value} lies in regions {sorted(member)}, which no single "
-                                  f"BraTS 2024 label matches")
+        if not matches:
+            raise BratsInputError(f"{source}: value {value} lies in regions {sorted(member)}, which no BraTS 2024 "
+                                  f"label lies in exactly")
+        if len(matches) > 1:
+            raise BratsInputError(f"{source}: value {value} lies in regions {sorted(member)}, which do not tell "
+                                  f"{' from '.join(LABEL_NAMES[m] for m in matches)} apart")
         if value in direct and direct[value] != matches[0]:
             raise BratsInputError(f"{source}: value {value} is named as label {direct[value]} but its regions "
                                   f"say {matches[0]}")
