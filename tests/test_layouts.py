@@ -537,7 +537,8 @@ def _tiny_2018_copy(source: Path, target: Path) -> dict[str, str]:
         folder = target / "HGG" / new_id
         folder.mkdir(parents=True)
         for c, m in enumerate(io.MODALITIES):
-            nib.save(nib.Nifti1Image(loaded.image[c], loaded.geometry.affine), folder / f"{new_id}_{LEGACY_TAGS[m]}.nii.gz")
+            nib.save(nib.Nifti1Image(loaded.image[c], loaded.geometry.affine),
+                     folder / f"{new_id}_{LEGACY_TAGS[m]}.nii.gz")
         nib.save(nib.Nifti1Image(np.where(label == 3, 4, label).astype(np.uint8), loaded.geometry.affine),
                  folder / f"{new_id}_seg.nii.gz")
         ids[new_id] = case.case_id
