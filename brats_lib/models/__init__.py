@@ -9,6 +9,7 @@ from .registry import MODELS, build_model, count_parameters, describe, forward_f
 __all__ = [
     "ConvNormAct", "ResidualBlock", "StackedConvs", "make_nonlin", "make_norm", "OUTPUT_MODES",
     "REGION_CHANNELS", "decode_logits", "decode_probabilities", "num_outputs", "probabilities",
-    "region_targets", "FCNN", "EncoderDecoder3D", "ResidualUNet3D", "StudentEncoderDecoder", "StudentFCNN", "UNet3D", "MODELS", "build_model",
+    "region_targets", "FCNN", "EncoderDecoder3D", "ResidualUNet3D", "StudentEncoderDecoder", "StudentFCNN",
+    "UNet3D", "MODELS", "build_model",
     "count_parameters", "describe", "forward_flops",
 ]
