@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .data import PatchDataset, load_splits
-from .labels import REGION_ORDER
+from .labels import REGION_ORDER, region_hex
 from .models import decode_logits
 from .train import TrainConfig, load_run_model
 from .viz import legend_handles, overlay_rgba
@@ -50,6 +50,56 @@ def plot_learning_curves(history: pd.DataFrame, title: str = "", regions: Sequen
     ax_dice.set_ylim(0, 1)
     ax_dice.set_title("validation Dice per region")
     ax_dice.legend(ncol=3, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def grad_norm_columns(history: pd.DataFrame) -> list[str]:
+    """The ``grad_norm_stage<i>`` columns of a history, in stage order (empty when none was logged)."""
+    columns = [c for c in history.columns if c.startswith("grad_norm_stage")]
+    return sorted(columns, key=lambda c: int(c.removeprefix("grad_norm_stage")))
+
+
+def stage_colors(n: int) -> list:
+    """``n`` colours of a sequential colour-blind-safe map (viridis), stage 1 darkest."""
+    return [plt.get_cmap("viridis")(x) for x in np.linspace(0.0, 0.85, max(n, 1))][:n]
+
+
+def plot_dice_and_gradients(history: pd.DataFrame, title: str = "", regions: Sequence[str] = ("WT", "TC", "ET")):
+    """Training Dice (dashed) beside validation Dice (solid) per region, and the gradient norm of each encoder
+    stage (log scale), against the epoch.
+
+    ``history`` is :func:`read_history` of a run; training Dice is measured on the augmented training patches
+    as they were predicted during the epoch, validation Dice on the fixed validation patches, so a widening gap
+    is overfitting. Returns the matplotlib Figure (two panels; the second says so when no gradient norm was
+    logged).
+    """
+    fig, (ax_dice, ax_grad) = plt.subplots(1, 2, figsize=(7, 3.2), constrained_layout=True)
+    for region in regions:
+        for split, style in (("train", "--"), ("val", "-")):
+            column = f"{split}_dice_{region}"
+            if column in history and history[column].notna().any():
+                ax_dice.plot(history["epoch"], history[column], style, marker="o", markersize=3,
+                             color=region_hex(region), label=f"{region} {'train' if split == 'train' else 'val.'}")
+    ax_dice.set_xlabel("epoch")
+    ax_dice.set_ylabel("Dice (patches)")
+    ax_dice.set_ylim(0, 1)
+    ax_dice.set_title("training (dashed) vs validation Dice", fontsize="medium")
+    ax_dice.legend(ncol=2, fontsize="x-small")
+    columns = grad_norm_columns(history)
+    for column, color in zip(columns, stage_colors(len(columns))):
+        ax_grad.plot(history["epoch"], history[column], "o-", markersize=3, color=color,
+                     label=f"stage {column.removeprefix('grad_norm_stage')}")
+    if columns:
+        ax_grad.set_yscale("log")
+        ax_grad.legend(fontsize="x-small", title="encoder", title_fontsize="x-small")
+    else:
+        ax_grad.text(0.5, 0.5, "no gradient norms logged\n(grad_norm_every = 0)", ha="center", va="center",
+                     transform=ax_grad.transAxes)
+    ax_grad.set_xlabel("epoch")
+    ax_grad.set_ylabel("gradient L2 norm (log)")
+    ax_grad.set_title("gradient norm per encoder stage", fontsize="medium")
     if title:
         fig.suptitle(title)
     return fig

@@ -211,3 +211,23 @@ def test_gradient_norms_and_training_dice_appear_in_metrics_csv(dataset, tmp_pat
     monkeypatch.setattr(tr, "encoder_grad_norms", real)
     tr.train(_config(dataset, tmp_path / "off", epochs=1, iterations_per_epoch=2, grad_norm_every=0), progress=False)
     assert not [k for k in next(csv.DictReader(open(tmp_path / "off" / "metrics.csv"))) if k.startswith("grad_norm")]
+
+
+def test_dice_and_gradient_curves():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from brats_lib import report
+
+    history = pd.DataFrame({"epoch": [1, 2], "train_dice_WT": [0.2, 0.6], "val_dice_WT": [0.1, 0.4],
+                            "grad_norm_stage10": [0.5, 0.4], "grad_norm_stage2": [2.0, 1.0],
+                            "grad_norm_stage1": [4.0, 3.0]})
+    assert report.grad_norm_columns(history) == ["grad_norm_stage1", "grad_norm_stage2", "grad_norm_stage10"]
+    fig = report.plot_dice_and_gradients(history, regions=("WT", "ET"))
+    dice_ax, grad_ax = fig.axes
+    assert [line.get_label() for line in dice_ax.lines] == ["WT train", "WT val."]  # ET has no columns
+    assert [line.get_linestyle() for line in dice_ax.lines] == ["--", "-"]
+    assert [line.get_label() for line in grad_ax.lines] == ["stage 1", "stage 2", "stage 10"]
+    assert list(grad_ax.lines[0].get_ydata()) == [4.0, 3.0] and grad_ax.get_yscale() == "log"
+    assert fig.get_size_inches()[0] <= 7
