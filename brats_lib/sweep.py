@@ -254,6 +254,21 @@ def check_parameters(runs: Sequence[Run], defaults: Mapping[str, str], notebook:
                                       f"in {notebook.name} is not a dict ({defaults[base]})")
 
 
+def _expand(value: Any, where: str) -> Any:
+    """``$VAR`` / ``${VAR}`` in strings replaced from the environment (as the notebook profiles do)."""
+    if isinstance(value, str):
+        expanded = os.path.expandvars(value)
+        unset = re.findall(r"\$\{?(\w+)", expanded)
+        if unset:
+            raise BratsInputError(f"{where}: environment variable {unset[0]} is not set (used in {value!r})")
+        return expanded
+    if isinstance(value, list):
+        return [_expand(v, where) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v, where) for k, v in value.items()}
+    return value
+
+
 def _literal(text: str) -> Any:
     try:
         return ast.literal_eval(text)
@@ -279,10 +294,25 @@ def load_sweep(notebook: str | Path, grid_file: str | Path) -> Sweep:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         raise BratsInputError(f"{grid_file}: not valid YAML{line} ({getattr(exc, 'problem', exc)})") from exc
-    runs, evaluate = parse_grid(data, str(grid_file))
+    runs, evaluate = parse_grid(_expand(data, str(grid_file)), str(grid_file))
     defaults = notebook_parameters(notebook)
     check_parameters(runs, defaults, notebook, str(grid_file))
     return Sweep(notebook, runs, evaluate, grid_file, defaults)
+
+
+def restrict(sweep: Sweep, only: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Sweep:
+    """A sweep of some of the runs (``only``, by name, in the sweep's order), with ``overrides`` layered over
+    every run's parameters (a quick profile shrinks training this way). Names are kept; the identity changes,
+    so the result belongs in its own output folder.
+
+    Raises:
+        BratsInputError: an unknown run name or parameter.
+    """
+    names = [sweep.run(name).name for name in only] if only else [r.name for r in sweep.runs]
+    overrides = _jsonable(dict(overrides or {}), "overrides")
+    runs = [Run(r.name, {**r.parameters, **overrides}) for r in sweep.runs if r.name in names]
+    check_parameters(runs, sweep.notebook_defaults, sweep.notebook, "overrides")
+    return Sweep(sweep.notebook, runs, sweep.evaluate, sweep.grid_file, sweep.notebook_defaults)
 
 
 def papermill_parameters(sweep: Sweep, run: Run, out: Path) -> dict[str, Any]:
@@ -614,6 +644,6 @@ def stage_gradients(table: pd.DataFrame, names: Sequence[str] | None = None) -> 
 
 __all__ = [
     "Run", "Sweep", "ablation_table", "check_parameters", "commands", "evaluate_run", "execute_run", "load_sweep",
-    "notebook_parameters", "papermill_parameters", "parse_grid", "prepare_folder", "read_sweep", "run_name",
+    "notebook_parameters", "papermill_parameters", "parse_grid", "prepare_folder", "read_sweep", "restrict", "run_name",
     "run_state", "run_summary", "run_sweep", "stage_gradients", "summarise",
 ]
