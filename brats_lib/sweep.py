@@ -479,7 +479,8 @@ def run_sweep(sweep: Sweep, out: str | Path, jobs: int = 1, only: Sequence[str] 
             log and log(f"{run.name}: finished earlier, skipped")
         else:
             todo.append(run)
-            log and log(f"{run.name}: {'resumed' if state in ('unfinished', 'failed') else 'started'}")
+            log and log(f"{run.name}: " + ("to resume (an earlier attempt left its folder)"
+                                           if state in ("unfinished", "failed") else "to run"))
     lock = threading.Lock()
     done = [0]
 

@@ -144,7 +144,7 @@ def test_two_run_sweep_end_to_end_with_resume(tiny, tmp_path, capsys):
     time.sleep(0.01)
     code, stdout, _ = _cli(capsys, "--notebook", notebook, "--grid", grid, "--out", out, "--jobs", "2")
     assert code == 0
-    assert f"{first}: finished earlier, skipped" in stdout and f"{second}: resumed" in stdout
+    assert f"{first}: finished earlier, skipped" in stdout and f"{second}: to resume" in stdout
     assert (folder / "train_tiny.ipynb").stat().st_mtime_ns == stamp  # the finished run was not executed again
     assert (out / second / "left_by_the_first_attempt").exists() and (out / second / "last.pt").exists()
 
