@@ -214,3 +214,25 @@ def test_ablation_table_reads_row_by_row():
     assert out["Δ first"].round(3).tolist() == [0.0, 0.2, 0.3]
     with pytest.raises(KeyError, match="no best_val_dice_<region> column"):
         sw.ablation_table(table, score="best_val_dice")
+
+
+def test_restrict_selects_runs_and_layers_overrides(tiny, tmp_path):
+    _, notebook = tiny
+    sweep = sw.load_sweep(notebook, _grid(tmp_path / "g.yml", "- {name: a, lr: 0.1}\n- {name: b, epochs: 3}\n"))
+    small = sw.restrict(sweep, ["b"], {"epochs": 1})
+    assert [r.name for r in small.runs] == ["b"] and small.runs[0].parameters == {"epochs": 1}
+    assert sw.restrict(sweep).identity() == sweep.identity()  # nothing restricted: the same sweep folder fits
+    with pytest.raises(BratsInputError, match="no run named 'c'"):
+        sw.restrict(sweep, ["c"])
+    with pytest.raises(BratsInputError, match="unknown parameter 'epoch'"):
+        sw.restrict(sweep, None, {"epoch": 1})
+
+
+def test_environment_variables_in_grids(tiny, tmp_path, monkeypatch):
+    _, notebook = tiny
+    grid = _grid(tmp_path / "g.yml", "fixed: {data_dir: \"${SWEEP_TEST_DATA}/raw\"}\ngrid: {lr: [0.1]}\n")
+    monkeypatch.setenv("SWEEP_TEST_DATA", "/data/brats")
+    assert sw.load_sweep(notebook, grid).runs[0].parameters["data_dir"] == "/data/brats/raw"
+    monkeypatch.delenv("SWEEP_TEST_DATA")
+    with pytest.raises(BratsInputError, match="environment variable SWEEP_TEST_DATA is not set"):
+        sw.load_sweep(notebook, grid)
