@@ -50,7 +50,12 @@ def test_run_directory_is_self_describing(dataset, tmp_path):
     assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
     model, cfg = tr.load_run_model(run)
     assert not model.training and cfg.output_mode == "softmax"
-    assert (tmp_path / "run").stat().st_size > 0 and not list(run.glob(".*tmp*"))
+    written = json.loads((run / "metrics.json").read_text())
+    expected = [{k: (float(v) if k != "epoch" else int(v)) for k, v in r.items()} for r in rows]
+    assert [list(w) for w in written] == [list(e) for e in expected]
+    for w, e in zip(written, expected):  # NaN = a region absent from both prediction and truth
+        np.testing.assert_array_equal(np.array(list(w.values()), float), np.array(list(e.values()), float))
+    assert tr.load_checkpoint(run / "best.pt")["epoch"] in (0, 1) and not list(run.glob(".*tmp*"))
 
 
 def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
@@ -69,7 +74,7 @@ def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    tr.train(_config(dataset, run, epochs=1), progress=False)
+    tr.train(_config(dataset, run, epochs=2, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
     good = _weights(run)
     original = tr.Trainer._train_epoch
 
