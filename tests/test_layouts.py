@@ -223,8 +223,11 @@ def test_decathlon_task01_reads_channel_order_and_labels_from_dataset_json(tmp_p
     assert dict(case.image_channels) == {"t2f": 0, "t1n": 1, "t1c": 2, "t2w": 3}
     assert case.label_convention == {0: 0, 1: 2, 2: 1, 3: 3}
     loaded = assert_same_case(case, image, label)
-    assert len(loaded.geometry.header.get_data_shape()) == 3  # a prediction written on it is 3D
     np.testing.assert_array_equal(io.load_case_label(case), label)
+    written = nib.load(io.save_label_map(label, loaded.geometry, tmp_path / "pred" / "BRATS_001.nii.gz"))
+    assert written.shape == SHAPE and written.header["dim"][0] == 3  # a 3D map on the 4D input's grid
+    np.testing.assert_array_equal(written.affine, nib.load(case.image_paths["t1n"]).affine)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), label)
 
 
 def test_decathlon_order_is_read_not_assumed(tmp_path):
