@@ -9,7 +9,7 @@ from typing import Mapping
 import nibabel as nib
 import numpy as np
 
-from ..errors import BratsInputError
+from ..errors import BratsInputError  # noqa: F401  (re-exported by brats_lib.io)
 
 #: Modality order of every loaded image, channel 0..3.
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
