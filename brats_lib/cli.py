@@ -169,7 +169,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
             prepare_folder(sweep, args.out, write=False)
             print("\n".join(commands(sweep, args.out)))
             return 0
-        table = run_sweep(sweep, args.out, jobs=args.jobs, only=args.only, timeout=args.timeout)
+        table = run_sweep(sweep, args.out, jobs=args.jobs, only=args.only, timeout=args.timeout,
+                          log=lambda message: print(message, flush=True))
         failed = table.loc[table["status"] == "failed", "name"].tolist()
         counts = ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items())
         print(f"wrote {args.out}/sweep.csv: {len(table)} run(s), {counts}")
