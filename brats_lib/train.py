@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._atomic import atomic_path, write_text_atomic
 from .augment import default_pipeline
@@ -50,6 +49,8 @@ from .labels import REGION_ORDER, REGIONS
 from .losses import build_loss
 from .models import build_model, decode_logits
 from .preprocess import PreprocessConfig, preprocess_dataset
+from .progress import tqdm
+from .progress import write as log_line
 
 #: Regions whose mean validation Dice selects ``best.pt``.
 SELECTION_REGIONS = ("WT", "TC", "ET")
@@ -429,8 +430,8 @@ class Trainer:
                     save_checkpoint(self.run_dir / "best.pt", payload)
                 _write_metrics(self.run_dir, history)
                 if self.progress:
-                    tqdm.write(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
-                               " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
+                    log_line(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
+                             " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
             if c.time_limit_minutes is not None and time.perf_counter() - started > 60 * c.time_limit_minutes:
                 break
         return history

@@ -145,7 +145,7 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
     Returns:
         The case folders, in case order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
