@@ -277,14 +277,21 @@ def augmentation_findings(n_samples: int, seconds: float, device: str, replay_eq
     return " ".join(sentences)
 
 
+def _dims(value) -> str:
+    """``(182, 218, 182)`` → ``"182×218×182"``; ``(1.0, 1.0, 1.0)`` → ``"1×1×1"``; other values as text."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return "×".join(f"{float(v):g}" for v in value)
+    return str(value)
+
+
 def dataset_findings(cases: pd.DataFrame, labels_present: Sequence[str], labels_absent: Sequence[str],
                      case_id: str) -> str:
     """Two or three sentences on a dataset's cases table (:func:`brats_lib.eda.cases_table`) and the labels of
     the case shown."""
     n = len(cases)
     patients = cases["patient"].nunique() if "patient" in cases else n
-    shapes = cases["shape"].astype(str).unique() if "shape" in cases else []
-    spacings = cases["spacing_mm"].astype(str).unique() if "spacing_mm" in cases else []
+    shapes = cases["shape"].map(_dims).unique() if "shape" in cases else []
+    spacings = cases["spacing_mm"].map(_dims).unique() if "spacing_mm" in cases else []
     sentences = [f"The dataset holds {plural(n, 'case')} from {plural(patients, 'patient')}"
                  + (f", all on one {shapes[0]} grid" if len(shapes) == 1 else f", on {len(shapes)} different grids")
                  + (f" of {spacings[0]} mm voxels." if len(spacings) == 1 else ".")]
