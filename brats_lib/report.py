@@ -277,11 +277,21 @@ def augmentation_findings(n_samples: int, seconds: float, device: str, replay_eq
     return " ".join(sentences)
 
 
-def _dims(value) -> str:
+def dims(value) -> str:
     """``(182, 218, 182)`` → ``"182×218×182"``; ``(1.0, 1.0, 1.0)`` → ``"1×1×1"``; other values as text."""
     if isinstance(value, (tuple, list, np.ndarray)):
         return "×".join(f"{float(v):g}" for v in value)
     return str(value)
+
+
+def cases_display(cases: pd.DataFrame) -> pd.DataFrame:
+    """:func:`brats_lib.eda.cases_table` for reading: indexed by case, grids and voxel sizes as ``182×218×182``
+    and ``1×1×1`` (mm), so that the table fits the book's column."""
+    out = cases.copy()
+    for column in ("shape", "spacing_mm"):
+        if column in out:
+            out[column] = out[column].map(dims)
+    return out.set_index("case_id") if "case_id" in out else out
 
 
 def dataset_findings(cases: pd.DataFrame, labels_present: Sequence[str], labels_absent: Sequence[str],
@@ -290,8 +300,8 @@ def dataset_findings(cases: pd.DataFrame, labels_present: Sequence[str], labels_
     the case shown."""
     n = len(cases)
     patients = cases["patient"].nunique() if "patient" in cases else n
-    shapes = cases["shape"].map(_dims).unique() if "shape" in cases else []
-    spacings = cases["spacing_mm"].map(_dims).unique() if "spacing_mm" in cases else []
+    shapes = cases["shape"].map(dims).unique() if "shape" in cases else []
+    spacings = cases["spacing_mm"].map(dims).unique() if "spacing_mm" in cases else []
     sentences = [f"The dataset holds {plural(n, 'case')} from {plural(patients, 'patient')}"
                  + (f", all on one {shapes[0]} grid" if len(shapes) == 1 else f", on {len(shapes)} different grids")
                  + (f" of {spacings[0]} mm voxels." if len(spacings) == 1 else ".")]

@@ -120,31 +120,31 @@ def _literal(source: str):
         return source
 
 
-def _cell_value(value) -> str:
+def _cell_text(value) -> str:
+    """A value as Python source text, safe inside a Markdown table's inline code."""
     text = repr(value) if not isinstance(value, str) else f"'{value}'"
-    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+    return text.replace("|", "\\|").replace("`", "'")
 
 
-def parameters_markdown(defaults: dict, parameters: dict, profile_name: str | None, pairs: int = 2) -> str:
-    """A small Markdown table of the values a run used, ``pairs`` (parameter, value) pairs per row: the
-    notebook's defaults overridden by ``parameters`` (the ``book`` switch left out); a value the profile did
-    not set is marked "(default)"."""
+def parameters_markdown(defaults: dict, parameters: dict, profile_name: str | None, per_row: int = 2) -> str:
+    """A small Markdown table of the values a run used, ``per_row`` ``name = value`` cells per row: the
+    notebook's defaults overridden by ``parameters`` (the ``book`` switch left out); values the profile set are
+    in bold, the others are the notebook's defaults."""
     source = f"profile `{profile_name}`" if profile_name else "papermill"
     cells = []
     for name, info in defaults.items():
         if name == BOOK_PARAMETER:
             continue
         if name in parameters:
-            cells.append((f"`{name}`", _cell_value(parameters[name])))
+            cells.append(f"**`{name} = {_cell_text(parameters[name])}`**")
         else:
-            cells.append((f"`{name}`", _cell_value(_literal(info["default"])) + " (default)"))
-    cells += [("", "")] * (-len(cells) % pairs)
-    header = "| " + " | ".join(["parameter | value"] * pairs) + " |"
-    rule = "|" + "---|" * (2 * pairs)
-    rows = ["| " + " | ".join(f"{n} | {v}" for n, v in cells[i:i + pairs]) + " |"
-            for i in range(0, len(cells), pairs)]
-    title = f"**Parameters of this run** ({source}; `notebooks/profiles/` or papermill `-p` change them)"
-    return "\n".join([title, "", header, rule, *rows])
+            cells.append(f"`{name} = {_cell_text(_literal(info['default']))}`")
+    cells += [" "] * (-len(cells) % per_row)
+    rows = ["| " + " | ".join(cells[i:i + per_row]) + " |" for i in range(0, len(cells), per_row)]
+    title = (f"**Parameters of this run** — bold: set by the {source}; the others: the notebook's defaults "
+             "(`notebooks/profiles/` or papermill `-p` change them)")
+    return "\n".join([title, "", "| " + " | ".join(["parameter = value"] * per_row) + " |",
+                      "|" + "---|" * per_row, *rows])
 
 
 def finish_for_book(path: Path, defaults: dict, parameters: dict, profile_name: str | None) -> None:
@@ -186,6 +186,25 @@ def _summary_line(nb) -> tuple[str, str]:
     return title, summary
 
 
+def palette_markdown() -> list[str]:
+    """Markdown table lines of the house palette: each label and region with a swatch of its colour."""
+    sys.path.insert(0, str(ROOT))
+    from brats_lib.labels import LABEL_DESCRIPTIONS, LABEL_NAMES, REGION_ORDER, REGIONS, label_hex, region_hex
+
+    def swatch(colour: str) -> str:
+        return (f'<span style="display:inline-block;width:2.5em;height:1em;background:{colour};'
+                f'border:1px solid #333"></span>')
+
+    lines = ["| colour | label or region | meaning |", "| --- | --- | --- |"]
+    for value in (1, 2, 3, 4):
+        lines.append(f"| {swatch(label_hex(value))} | {LABEL_NAMES[value]} ({value}) | {LABEL_DESCRIPTIONS[value]} |")
+    for region in REGION_ORDER:
+        if len(REGIONS[region]) > 1:
+            members = " ∪ ".join(LABEL_NAMES[v] for v in REGIONS[region])
+            lines.append(f"| {swatch(region_hex(region))} | {region} | region {members} |")
+    return lines
+
+
 def write_book_info(out_dir: Path, profile_name: str) -> Path:
     """``<out>/_book_info.md``: the profile the book was built with and one line per executed chapter."""
     import datetime
@@ -202,6 +221,8 @@ def write_book_info(out_dir: Path, profile_name: str) -> Path:
         if meta.get("exception"):
             continue
         lines.append(f"| {{doc}}`{title} </book/executed/{path.stem}>` | {summary.replace('|', '/')} |")
+    lines += ["", "The house palette of labels and regions (`brats_lib.labels`), used by every figure and widget:", ""]
+    lines += palette_markdown()
     target = out_dir / BOOK_INFO
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -112,3 +112,10 @@ def test_learning_curves_use_the_house_palette_and_fit_the_column():
     lines = {line.get_label(): line.get_color() for line in fig.axes[1].get_lines()}
     assert matplotlib.colors.to_rgb(lines["WT"]) == pytest.approx(REGION_COLORS["WT"])
     assert matplotlib.colors.to_rgb(lines["ET"]) == pytest.approx(REGION_COLORS["ET"])
+
+
+def test_cases_display_is_compact():
+    cases = pd.DataFrame({"case_id": ["a"], "shape": [(182, 218, 182)], "spacing_mm": [(1.0, 1.0, 1.5)]})
+    shown = report.cases_display(cases)
+    assert shown.index.tolist() == ["a"]
+    assert shown.loc["a", "shape"] == "182×218×182" and shown.loc["a", "spacing_mm"] == "1×1×1.5"
