@@ -252,7 +252,7 @@ def roundtrip_findings(dice: Mapping[str, float], factor: int, exact_full: bool,
         if factor > 1 and dice[worst] < 1:
             sentences.append(
                 f"Resampling by {factor} costs detail: the round trip back to the original grid keeps a Dice "
-                f"of only {dice[worst]:.3f} for {worst} (the smallest structures suffer most), which is a ceiling "
+                f"of only {dice[worst]:.3f} for {worst}, which is a ceiling "
                 f"for any model trained on this cache and scored on the original grid.")
         else:
             sentences.append("The round trip through the cache reproduces every label exactly, so preprocessing "
