@@ -359,3 +359,78 @@ def eda_findings(volume_summary: pd.DataFrame, intensities: pd.DataFrame | None 
             sentences.append("Against normal brain, each region differs most on one sequence (median z-score "
                              "difference): " + ", ".join(parts) + ".")
     return " ".join(sentences)
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+#: Mark after a score that comes from the challenge's both-empty rule (region absent from truth and prediction).
+BOTH_EMPTY_MARK = "†"
+
+
+def both_empty(scores: pd.DataFrame) -> pd.Series:
+    """Boolean per row of a lesion-wise score table (:func:`brats_lib.metrics.evaluate_folders` columns): the
+    region is absent from the ground truth (``GT_Complete_Volume`` 0) and no predicted lesion was counted
+    (``Num_FP`` 0), so its Dice of 1 and HD95 of 0 come from the both-empty rule, not from a segmentation."""
+    return (scores["GT_Complete_Volume"].astype(float) == 0) & (scores["Num_FP"].astype(float) == 0)
+
+
+def scores_display(scores: pd.DataFrame, names: Mapping[str, str] | None = None, decimals: int = 3,
+                   dice: str = "LesionWise_Score_Dice", hd95: str = "LesionWise_Score_HD95") -> pd.DataFrame:
+    """The per-case score table for reading: short column names, case ids without the ``BraTS-GLI-`` prefix,
+    and scores from the both-empty rule marked with :data:`BOTH_EMPTY_MARK`."""
+    names = dict(names or {})
+    empty = both_empty(scores)
+    out = pd.DataFrame({
+        "model": scores["model"].map(lambda m: names.get(m, m)) if "model" in scores else "",
+        "case": scores["case"].astype(str).str.replace(r"^BraTS-GLI-", "", regex=True),
+        "region": scores["region"],
+        "TP": scores["Num_TP"].astype(int), "FP": scores["Num_FP"].astype(int), "FN": scores["Num_FN"].astype(int),
+        "Dice": [f"{v:.{decimals}f}" + (f" {BOTH_EMPTY_MARK}" if e else "") for v, e in zip(scores[dice], empty)],
+        "HD95 (mm)": [f"{v:.1f}" + (f" {BOTH_EMPTY_MARK}" if e else "") for v, e in zip(scores[hd95], empty)],
+    })
+    return out.reset_index(drop=True)
+
+
+def evaluation_findings(scores: pd.DataFrame, names: Mapping[str, str] | None = None,
+                        confusion: pd.DataFrame | None = None, confusion_model: str | None = None,
+                        ceiling: Mapping[str, float] | None = None, dice: str = "LesionWise_Score_Dice") -> str:
+    """Two or three sentences on a model comparison, from its own per-case scores.
+
+    Args:
+        scores: tidy lesion-wise table with ``model``, ``case``, ``region``, ``dice`` and the columns
+            :func:`both_empty` reads.
+        confusion: optional :func:`confusion_matrix` of ``confusion_model``'s predictions on the same cases.
+        ceiling: optional label → Dice of the preprocessing round trip (the resolution's ceiling).
+    """
+    names = dict(names or {})
+    n = scores["case"].nunique()
+    empty = both_empty(scores)
+    means = scores.groupby("model", sort=False)[dice].mean().sort_values(ascending=False)
+    scored = scores[~empty].groupby("model", sort=False)[dice].mean().reindex(means.index)
+    best = means.index[0]
+    sentences = [f"On {plural(n, 'test case')}, {names.get(best, best)} has the highest mean lesion-wise Dice over "
+                 f"the regions ({means.iloc[0]:.3f}"
+                 + (f"; {scored.iloc[0]:.3f} without the both-empty scores" if empty.any() and np.isfinite(
+                     scored.iloc[0]) else "") + ")"
+                 + (f", ahead of {', '.join(f'{names.get(m, m)} ({v:.3f})' for m, v in means.iloc[1:].items())}."
+                    if len(means) > 1 else ".")]
+    if empty.any():
+        regions = sorted(set(scores.loc[empty, "region"]), key=list(REGION_ORDER).index)
+        sentences.append(f"{plural(int(empty.sum()), 'score')} of 1 ({BOTH_EMPTY_MARK}) come from the both-empty rule "
+                         f"({', '.join(regions)} absent from truth and prediction), not from a segmentation.")
+    if n < 10:
+        sentences.append(f"With {plural(n, 'case')} the differences between models are anecdotes, not estimates.")
+    if confusion is not None:
+        pair = most_confused(confusion)
+        if pair is not None:
+            truth, predicted, fraction = pair
+            who = names.get(confusion_model, confusion_model) if confusion_model else "the model"
+            as_what = "background" if predicted == LABEL_NAMES[0] else predicted
+            sentences.append(f"The largest confusion of {who} is {truth} predicted as {as_what} "
+                             f"({100 * fraction:.0f} % of the {truth} voxels).")
+    if ceiling:
+        worst = min(ceiling, key=ceiling.get)
+        if ceiling[worst] < 1:
+            sentences.append(f"The preprocessing resolution alone limits {worst} to a Dice of about "
+                             f"{ceiling[worst]:.3f} (round trip through the cache).")
+    return " ".join(sentences)

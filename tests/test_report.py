@@ -119,3 +119,36 @@ def test_cases_display_is_compact():
     shown = report.cases_display(cases)
     assert shown.index.tolist() == ["a"]
     assert shown.loc["a", "shape"] == "182×218×182" and shown.loc["a", "spacing_mm"] == "1×1×1.5"
+
+
+def _scores():
+    rows = []
+    for model, dice_wt in (("a", 0.8), ("b", 0.4)):
+        rows.append({"model": model, "case": "BraTS-GLI-00001-000", "region": "WT", "LesionWise_Score_Dice": dice_wt,
+                     "LesionWise_Score_HD95": 5.0, "Num_TP": 1, "Num_FP": 0, "Num_FN": 0, "GT_Complete_Volume": 100})
+        rows.append({"model": model, "case": "BraTS-GLI-00001-000", "region": "ET", "LesionWise_Score_Dice": 1.0,
+                     "LesionWise_Score_HD95": 0.0, "Num_TP": 0, "Num_FP": 0, "Num_FN": 0, "GT_Complete_Volume": 0})
+        rows.append({"model": model, "case": "BraTS-GLI-00001-000", "region": "RC", "LesionWise_Score_Dice": 0.0,
+                     "LesionWise_Score_HD95": 337.0, "Num_TP": 0, "Num_FP": 2, "Num_FN": 0, "GT_Complete_Volume": 0})
+    return pd.DataFrame(rows)
+
+
+def test_both_empty_marks_only_regions_absent_from_truth_and_prediction():
+    assert report.both_empty(_scores()).tolist() == [False, True, False] * 2
+    shown = report.scores_display(_scores(), names={"a": "Model A"})
+    assert shown.loc[1, "Dice"] == "1.000 †" and shown.loc[1, "HD95 (mm)"] == "0.0 †"
+    assert shown.loc[2, "Dice"] == "0.000" and shown.loc[0, "case"] == "00001-000"
+    assert shown.loc[0, "model"] == "Model A"
+
+
+def test_evaluation_findings():
+    cm = pd.DataFrame([[10, 0, 0], [0, 1, 9], [0, 0, 5]], index=["background", "NETC", "RC"],
+                      columns=["background", "NETC", "RC"])
+    text = report.evaluation_findings(_scores(), names={"a": "Model A", "b": "Model B"}, confusion=cm,
+                                      confusion_model="a", ceiling={"NETC": 0.866, "ET": 0.9})
+    assert "On 1 test case, Model A has the highest mean lesion-wise Dice over the regions (0.600" in text
+    assert "0.400 without the both-empty scores" in text and "ahead of Model B (0.467)" in text
+    assert "2 scores of 1 (†) come from the both-empty rule (ET absent" in text
+    assert "anecdotes" in text
+    assert "Model A is NETC predicted as RC (90 % of the NETC voxels)" in text
+    assert "limits NETC to a Dice of about 0.866" in text
