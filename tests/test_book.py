@@ -3,7 +3,8 @@
 One build per test session, in a temporary folder, of EVERY numbered notebook. Fresh executed copies in
 ``book/executed`` (``make notebooks``, demo profile, or ``run_notebooks.py --profile demo,smoke``) are reused when
 their parameters match and they are newer than the code; the others are executed with the ``demo,smoke`` profile
-(the demo data, training cut to a couple of iterations). ``BRATS_BOOK_REEXECUTE=1`` forces a run. The book
+(the demo data, training cut to a couple of iterations). ``BRATS_BOOK_REEXECUTE=1`` forces a run;
+``BRATS_BOOK_REUSE=1`` reuses executed copies with matching parameters even if the code is newer. The book
 sources are copied beside them and built with ``jupyter-book build --warningiserror``. Every page is then opened
 in headless Chromium via Playwright at 1280 px with every non-``file:`` request aborted, and checked as a reader
 would see it: offline, every image loaded, nothing wider than the content column (unless it is a table marked
@@ -65,11 +66,11 @@ def book_html(tmp_path_factory) -> Path:
     executed.mkdir(parents=True)
     code = [*ROOT.glob("brats_lib/**/*.py"), *ROOT.glob("notebooks/profiles/*.yml"),
             ROOT / "scripts" / "run_notebooks.py"]
-    newest_code = max(p.stat().st_mtime for p in code)
+    newest_code = max(p.stat().st_mtime for p in code) if os.environ.get("BRATS_BOOK_REUSE") != "1" else 0.0
     todo, used = [], set()
     for name in BOOK_NOTEBOOKS:
         source = ROOT / "notebooks" / name
-        newest = max(newest_code, source.stat().st_mtime)
+        newest = max(newest_code, source.stat().st_mtime) if newest_code else 0.0
         reuse = ROOT / "book" / "executed" / name
         for profile in REUSE_PROFILES if os.environ.get("BRATS_BOOK_REEXECUTE") != "1" else ():
             parameters = runner.notebook_parameters(source, runner.load_profile(profile), book=True)
