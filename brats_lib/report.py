@@ -434,3 +434,57 @@ def evaluation_findings(scores: pd.DataFrame, names: Mapping[str, str] | None = 
             sentences.append(f"The preprocessing resolution alone limits {worst} to a Dice of about "
                              f"{ceiling[worst]:.3f} (round trip through the cache).")
     return " ".join(sentences)
+
+
+def label_dice(truth: np.ndarray, other: np.ndarray, labels: Sequence[int] = (1, 2, 3, 4)) -> dict[str, float]:
+    """Voxel-wise Dice per label (named by :data:`~brats_lib.labels.LABEL_NAMES`) of two label maps of one
+    shape, for the labels present in ``truth``; e.g. the preprocessing round trip against the original."""
+    truth, other = np.asarray(truth), np.asarray(other)
+    if truth.shape != other.shape:
+        raise ValueError(f"label maps differ in shape: {truth.shape} and {other.shape}")
+    out = {}
+    for value in labels:
+        a, b = truth == value, other == value
+        size = int(a.sum()) + int(b.sum())
+        if a.any():
+            out[LABEL_NAMES[value]] = 2.0 * int(np.logical_and(a, b).sum()) / size
+    return out
+
+
+def summary_by_metric(summary: pd.DataFrame, metric: str, names: Mapping[str, str] | None = None,
+                      decimals: int = 3) -> pd.DataFrame:
+    """One metric of :func:`brats_lib.analysis.summarise_models` as a narrow table: index region, one column per
+    model, cells ``mean ± std (median)`` over the ``n`` cases (``mean (median)`` for one case)."""
+    names = dict(names or {})
+    part = summary[summary["metric"] == metric]
+    if part.empty:
+        raise ValueError(f"no rows for metric {metric!r}")
+
+    def cell(row) -> str:
+        if not np.isfinite(row["mean"]):
+            return "—"
+        spread = f" ± {row['std']:.{decimals}f}" if np.isfinite(row["std"]) else ""
+        return f"{row['mean']:.{decimals}f}{spread} ({row['median']:.{decimals}f})"
+
+    table = part.assign(cell=part.apply(cell, axis=1), model=part["model"].map(lambda m: names.get(m, m)))
+    out = table.pivot(index="region", columns="model", values="cell")
+    out = out.reindex(index=list(dict.fromkeys(part["region"])),
+                      columns=list(dict.fromkeys(table["model"])))
+    out.columns.name = None
+    return out
+
+
+def case_dice_table(scores: pd.DataFrame, names: Mapping[str, str] | None = None, decimals: int = 3,
+                    dice: str = "LesionWise_Score_Dice") -> pd.DataFrame:
+    """Per-case lesion-wise Dice for a few cases (instead of a box plot): index (model, case), one column per
+    region, scores from the both-empty rule marked with :data:`BOTH_EMPTY_MARK`."""
+    names = dict(names or {})
+    marked = scores.assign(
+        cell=[f"{v:.{decimals}f}" + (f" {BOTH_EMPTY_MARK}" if e else "") for v, e in zip(scores[dice], both_empty(scores))],
+        model=scores["model"].map(lambda m: names.get(m, m)),
+        case=scores["case"].astype(str).str.replace(r"^BraTS-GLI-", "", regex=True))
+    regions = [r for r in REGION_ORDER if r in set(scores["region"])]
+    out = marked.pivot_table(index=["model", "case"], columns="region", values="cell", aggfunc="first", sort=False)
+    out = out.reindex(columns=regions)
+    out.columns.name = None
+    return out

@@ -152,3 +152,32 @@ def test_evaluation_findings():
     assert "anecdotes" in text
     assert "Model A is NETC predicted as RC (90 % of the NETC voxels)" in text
     assert "limits NETC to a Dice of about 0.866" in text
+
+
+def test_label_dice():
+    a = np.array([1, 1, 2, 2, 0, 4])
+    b = np.array([1, 0, 2, 2, 2, 4])
+    dice = report.label_dice(a, b)
+    assert dice == pytest.approx({"NETC": 2 / 3, "SNFH": 0.8, "RC": 1.0})
+    with pytest.raises(ValueError):
+        report.label_dice(a, b[:3])
+
+
+def test_summary_by_metric_is_narrow_and_states_mean_std_median():
+    summary = pd.DataFrame([
+        {"model": "a", "region": "WT", "metric": "D", "n": 3, "mean": 0.5, "std": 0.1, "median": 0.45},
+        {"model": "b", "region": "WT", "metric": "D", "n": 1, "mean": 0.7, "std": np.nan, "median": 0.7},
+        {"model": "a", "region": "ET", "metric": "D", "n": 3, "mean": np.nan, "std": np.nan, "median": np.nan},
+        {"model": "b", "region": "ET", "metric": "D", "n": 1, "mean": 0.2, "std": np.nan, "median": 0.2},
+        {"model": "a", "region": "WT", "metric": "H", "n": 3, "mean": 9.0, "std": 1.0, "median": 9.0}])
+    table = report.summary_by_metric(summary, "D", names={"a": "A"})
+    assert list(table.columns) == ["A", "b"] and list(table.index) == ["WT", "ET"]
+    assert table.loc["WT", "A"] == "0.500 ± 0.100 (0.450)"
+    assert table.loc["WT", "b"] == "0.700 (0.700)" and table.loc["ET", "A"] == "—"
+
+
+def test_case_dice_table_marks_both_empty():
+    table = report.case_dice_table(_scores(), names={"a": "A"})
+    assert list(table.columns) == ["WT", "ET", "RC"]
+    assert table.loc[("A", "00001-000"), "ET"] == "1.000 †"
+    assert table.loc[("b", "00001-000"), "WT"] == "0.400"
