@@ -4,7 +4,8 @@ One build per test session, in a temporary folder, of EVERY numbered notebook. F
 ``book/executed`` (``make notebooks``, demo profile, or ``run_notebooks.py --profile demo,smoke``) are reused when
 their parameters match and they are newer than the code; the others are executed with the ``demo,smoke`` profile
 (the demo data, training cut to a couple of iterations). ``BRATS_BOOK_REEXECUTE=1`` forces a run;
-``BRATS_BOOK_REUSE=1`` reuses executed copies with matching parameters even if the code is newer. The book
+``BRATS_BOOK_REUSE=1`` reuses executed copies with matching parameters even if the code is newer, and
+``BRATS_BOOK_ONLY=00,02`` builds and checks only those chapters (quick partial checks while editing). The book
 sources are copied beside them and built with ``jupyter-book build --warningiserror``. Every page is then opened
 in headless Chromium via Playwright at 1280 px with every non-``file:`` request aborted, and checked as a reader
 would see it: offline, every image loaded, nothing wider than the content column (unless it is a table marked
@@ -30,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-BOOK_NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+BOOK_NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+                              if not os.environ.get("BRATS_BOOK_ONLY")  # e.g. "00,02": a quicker partial check
+                              or p.name[:2] in os.environ["BRATS_BOOK_ONLY"].split(",")))
 EXECUTE_PROFILE = "demo,smoke"        # what the test runs when no fresh executed copy is there
 REUSE_PROFILES = ("demo", "demo,smoke")  # executed copies of these profiles are reused
 CDN = re.compile(r"cdn|unpkg|jsdelivr", re.IGNORECASE)
