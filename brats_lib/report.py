@@ -488,3 +488,24 @@ def case_dice_table(scores: pd.DataFrame, names: Mapping[str, str] | None = None
     out = out.reindex(columns=regions)
     out.columns.name = None
     return out
+
+
+#: Column names of the student project's models in :func:`student_reference_table` (its "U-Net" had no skips).
+STUDENT_MODELS: Mapping[str, str] = {"unet3d": "its “U-Net” (no skip connections)",
+                                     "resunet3d": "its Residual U-Net"}
+#: How the student project's numbers are cited in the book.
+STUDENT_CITATION = ("the student project's report (seed of this project): voxel-wise Dice on its own validation "
+                    "set of real BraTS 2024 cases")
+
+
+def student_reference_table(published: Mapping[str, Mapping[str, float]] | None = None,
+                            decimals: int = 3) -> pd.DataFrame:
+    """The student project's reported numbers, apart from this project's tables: index region (those it reported),
+    one column per model named for what it was (:data:`STUDENT_MODELS`), values its voxel-wise Dice."""
+    if published is None:
+        from .analysis import STUDENT_PUBLISHED as published
+    regions = [r for r in REGION_ORDER if any(r in values for values in published.values())]
+    out = pd.DataFrame({STUDENT_MODELS.get(m, m): [values.get(r, np.nan) for r in regions]
+                        for m, values in published.items()}, index=pd.Index(regions, name="region"))
+    out.columns.name = "voxel-wise Dice, " + "student project's validation set"
+    return out.round(decimals)

@@ -181,3 +181,11 @@ def test_case_dice_table_marks_both_empty():
     assert list(table.columns) == ["WT", "ET", "RC"]
     assert table.loc[("A", "00001-000"), "ET"] == "1.000 †"
     assert table.loc[("b", "00001-000"), "WT"] == "0.400"
+
+
+def test_student_reference_table_names_what_the_numbers_are():
+    table = report.student_reference_table({"unet3d": {"ET": 0.1, "RC": 0.5}, "resunet3d": {"ET": 0.3}})
+    assert list(table.index) == ["ET", "RC"]
+    assert table.columns.tolist() == ["its “U-Net” (no skip connections)", "its Residual U-Net"]
+    assert table.loc["ET", "its Residual U-Net"] == 0.3 and np.isnan(table.loc["RC", "its Residual U-Net"])
+    assert "voxel-wise" in table.columns.name and "voxel-wise" in report.STUDENT_CITATION
