@@ -285,12 +285,14 @@ def dims(value) -> str:
 
 
 def cases_display(cases: pd.DataFrame) -> pd.DataFrame:
-    """:func:`brats_lib.eda.cases_table` for reading: indexed by case, grids and voxel sizes as ``182×218×182``
-    and ``1×1×1`` (mm), so that the table fits the book's column."""
-    out = cases.copy()
+    """:func:`brats_lib.eda.cases_table` for reading: indexed by case, short column names, grids and voxel sizes
+    as ``182×218×182`` and ``1×1×1`` (the voxel volume in mL left out: it follows from the voxel size), so that
+    the table fits the book's column."""
+    out = cases.drop(columns=[c for c in ("voxel_ml",) if c in cases]).copy()
     for column in ("shape", "spacing_mm"):
         if column in out:
             out[column] = out[column].map(dims)
+    out = out.rename(columns={"has_label": "labelled", "shape": "grid (voxels)", "spacing_mm": "voxel (mm)"})
     return out.set_index("case_id") if "case_id" in out else out
 
 

@@ -129,11 +129,19 @@ def test_no_cdn_urls_in_built_html(book_html: Path):
 
 
 @pytest.fixture(scope="session")
-def eda_page(book_html: Path, tmp_path_factory):
+def browser(book_html: Path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found (make chromium)")
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def eda_page(browser, book_html: Path, tmp_path_factory):
     blocked: list[str] = []
     errors: list[str] = []
 
@@ -144,18 +152,17 @@ def eda_page(book_html: Path, tmp_path_factory):
             blocked.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.route("**/*", route)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
-        page.goto((book_html / "book" / "executed" / "01_eda.html").as_uri(), wait_until="load")
-        page.wait_for_selector(".brats-slice-browser .widget-slider", timeout=60_000)
-        page.locator(".brats-slice-browser").scroll_into_view_if_needed()
-        page.screenshot(path=str(tmp_path_factory.mktemp("screens") / "01_eda.png"), full_page=False)
-        yield page, blocked, errors
-        browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.route("**/*", route)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+    page.goto((book_html / "book" / "executed" / "01_eda.html").as_uri(), wait_until="load")
+    page.wait_for_selector(".brats-slice-browser .widget-slider", timeout=60_000)
+    page.locator(".brats-slice-browser").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path_factory.mktemp("screens") / "01_eda.png"), full_page=False)
+    yield page, blocked, errors
+    page.close()
 
 
 @needs_chromium
@@ -254,18 +261,6 @@ def test_executed_notebooks_have_no_stderr_traceback_or_warning(book_html: Path)
     assert not noise, f"stderr, tracebacks, warnings or progress in executed notebooks: {noise}"
 
 
-@pytest.fixture(scope="session")
-def browser(book_html: Path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found (make chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 class OpenPage:
     """A built page loaded in Chromium, widgets rendered, with the requests it tried and its errors."""
 
@@ -273,6 +268,7 @@ class OpenPage:
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        self.page.set_default_timeout(120_000)  # a loaded 2-core machine loads widget pages slowly
         self.page.route("**/*", self._route)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("requestfailed", lambda request: self.errors.append(f"failed: {request.url}"))

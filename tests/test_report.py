@@ -115,10 +115,11 @@ def test_learning_curves_use_the_house_palette_and_fit_the_column():
 
 
 def test_cases_display_is_compact():
-    cases = pd.DataFrame({"case_id": ["a"], "shape": [(182, 218, 182)], "spacing_mm": [(1.0, 1.0, 1.5)]})
+    cases = pd.DataFrame({"case_id": ["a"], "shape": [(182, 218, 182)], "spacing_mm": [(1.0, 1.0, 1.5)],
+                          "voxel_ml": [0.0015]})
     shown = report.cases_display(cases)
-    assert shown.index.tolist() == ["a"]
-    assert shown.loc["a", "shape"] == "182×218×182" and shown.loc["a", "spacing_mm"] == "1×1×1.5"
+    assert shown.index.tolist() == ["a"] and "voxel_ml" not in shown
+    assert shown.loc["a", "grid (voxels)"] == "182×218×182" and shown.loc["a", "voxel (mm)"] == "1×1×1.5"
 
 
 def _scores():
