@@ -7,6 +7,7 @@ Subcommands::
     brats train      --config FILE [--set KEY=JSON ...]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
     brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
+    brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
 module lazily so that ``brats --help`` stays fast.
@@ -140,6 +141,43 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers)
         print(summarise(table).to_string())
         print(f"wrote {len(table)} rows to {args.out}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="execute a notebook once per parameter set of a YAML grid with papermill, "
+                                     "each into OUT/<name>/; finished runs are skipped, unfinished ones resumed; "
+                                     "OUT/sweep.csv sums them up")
+    p.add_argument("--notebook", required=True,
+                   help="notebook with a 'parameters' cell, e.g. notebooks/05_train_unet3d.ipynb")
+    p.add_argument("--grid", required=True, help="YAML: a list of parameter mappings, or a mapping with 'grid' "
+                                                 "(product), 'runs', 'fixed', 'evaluate' (see brats_lib/sweep.py)")
+    p.add_argument("--out", required=True, help="sweep folder (one sub-folder per run, sweep.json, sweep.csv)")
+    p.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
+    p.add_argument("--only", action="append", metavar="NAME", help="execute only this run (repeatable)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print one command per run instead of running (line i = SLURM array task i)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds a single notebook cell may run")
+
+    def run(args: argparse.Namespace) -> int:
+        from .sweep import commands, load_sweep, prepare_folder, run_sweep
+
+        sweep = load_sweep(args.notebook, args.grid)
+        if args.print_commands:
+            prepare_folder(sweep, args.out, write=False)
+            print("\n".join(commands(sweep, args.out)))
+            return 0
+        table = run_sweep(sweep, args.out, jobs=args.jobs, only=args.only, timeout=args.timeout)
+        failed = table.loc[table["status"] == "failed", "name"].tolist()
+        counts = ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items())
+        print(f"wrote {args.out}/sweep.csv: {len(table)} run(s), {counts}")
+        if failed:
+            print(f"brats sweep: {len(failed)} run(s) failed: {', '.join(failed)} "
+                  f"(their executed notebooks show the failing cell)", file=sys.stderr)
+            return 1
         return 0
 
     p.set_defaults(func=run)

@@ -537,7 +537,8 @@ def _tiny_2018_copy(source: Path, target: Path) -> dict[str, str]:
         folder = target / "HGG" / new_id
         folder.mkdir(parents=True)
         for c, m in enumerate(io.MODALITIES):
-            nib.save(nib.Nifti1Image(loaded.image[c], loaded.geometry.affine), folder / f"{new_id}_{LEGACY_TAGS[m]}.nii.gz")
+            nib.save(nib.Nifti1Image(loaded.image[c], loaded.geometry.affine),
+                     folder / f"{new_id}_{LEGACY_TAGS[m]}.nii.gz")
         nib.save(nib.Nifti1Image(np.where(label == 3, 4, label).astype(np.uint8), loaded.geometry.affine),
                  folder / f"{new_id}_seg.nii.gz")
         ids[new_id] = case.case_id
@@ -580,3 +581,26 @@ def test_train_and_predict_on_a_2018_folder(tmp_path, capsys):
         # the same voxels as the 2024-layout case it was made from: the same prediction
         np.testing.assert_array_equal(np.asarray(written.dataobj),
                                       np.asarray(nib.load(out24 / f"{old_id}.nii.gz").dataobj))
+
+
+def test_case_files_lying_flat_in_the_root_get_a_hint(tmp_path):
+    image, label = source_arrays()
+    write_legacy(tmp_path, "BraTS2021_00000", image, label)
+    flat = tmp_path / "flat"
+    (tmp_path / "BraTS2021_00000").rename(flat)
+    with pytest.raises(BratsInputError) as info:
+        io.discover_cases(flat)
+    assert str(info.value).endswith(
+        "found: 1 folder(s), 5 NIfTI file(s), 0 dataset.json; BraTS2021_00000_flair.nii.gz is named after "
+        "'BraTS2021_00000', not after its folder 'flat' (each case needs its own folder, named like its files)")
+
+
+def test_symlinked_case_folders_are_read(tmp_path):
+    image, label = source_arrays()
+    folder = write_2024(tmp_path / "store", "BraTS-MET-00001-000", image, label)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "BraTS-MET-00001-000").symlink_to(folder, target_is_directory=True)
+    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
+    (case,) = io.discover_cases(tmp_path / "data")
+    assert case.case_id == "BraTS-MET-00001-000"
+    assert_same_case(case, image, label)

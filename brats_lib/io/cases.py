@@ -33,12 +33,19 @@ class BratsInputError(ValueError):
     """Input data that cannot be used; the message names the file or folder and the fault."""
 
 
-def strip_nifti_suffix(name: str) -> str | None:
-    """``name`` without ``.nii.gz``/``.nii``, or ``None`` if it is not a NIfTI file name."""
+def nifti_stem(name: str | Path) -> str | None:
+    """The name of a NIfTI file without its ``.nii.gz`` / ``.nii`` suffix; ``None`` for other files.
+
+    The one helper for NIfTI file stems (``"a.b.nii.gz"`` → ``"a.b"``; ``"x.txt"`` → ``None``).
+    """
+    name = name.name if isinstance(name, Path) else str(name)
     for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return None
+
+
+strip_nifti_suffix = nifti_stem  # the name used inside this package
 
 
 @dataclass(frozen=True)
