@@ -50,7 +50,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._atomic import atomic_path, write_text_atomic
 from .augment import default_pipeline
@@ -62,6 +61,8 @@ from .labels import REGION_ORDER, REGIONS
 from .losses import LOSSES, build_loss, set_dice_reduction
 from .models import OUTPUT_MODES, build_model, decode_logits
 from .preprocess import PreprocessConfig, preprocess_dataset
+from .progress import tqdm
+from .progress import write as log_line
 
 log = logging.getLogger(__name__)
 
@@ -645,8 +646,8 @@ class Trainer:
                 _write_metrics(self.run_dir, history)
                 save_checkpoint(self.run_dir / "last.pt", payload)
                 if self.progress:
-                    tqdm.write(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
-                               " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
+                    log_line(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
+                             " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
             if c.time_limit_minutes is not None and time.perf_counter() - started > 60 * c.time_limit_minutes:
                 break
         return history

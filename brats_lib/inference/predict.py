@@ -189,7 +189,7 @@ def predict_folder(run_dirs: Ensemble | PathLike | Sequence[PathLike], in_dir: P
     Returns:
         the written files, in case-id order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     device = resolve_device(device)
     ensemble = as_ensemble(run_dirs, checkpoint, device)

@@ -159,7 +159,7 @@ def evaluate_case(job: CaseJob) -> pd.DataFrame:
 def _progress(iterable, total: int, enabled: bool):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     return tqdm(iterable, total=total, desc="evaluate", unit="case")
 
