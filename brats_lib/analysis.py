@@ -102,7 +102,7 @@ def predict_cases(run_dirs, data_dir: PathLike, case_ids: Sequence[str], out_dir
     Returns:
         the written files, in the order of ``case_ids``.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     from .inference import as_ensemble, predict_case, prediction_path
     from .inference.sliding_window import resolve_device

@@ -640,7 +640,7 @@ def preprocess_dataset(data_dir: str | Path, cache_dir: str | Path,
         done = {r["case_id"] for r in records}
         cases = [c for c in cases if c.case_id not in done]
     workers = min(workers or os.cpu_count() or 1, max(len(cases), 1))
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     bar = tqdm(total=len(cases), desc="preprocess", unit="case", disable=not progress or not cases)
     try:

@@ -146,7 +146,7 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
     Returns:
         The case folders, in case order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     for name, value, least in (("n_cases", n_cases, 1), ("seed", seed, 0), ("start", start, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
