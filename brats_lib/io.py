@@ -129,7 +129,12 @@ class LoadedCase:
 # ----------------------------------------------------------------------------------------------- discovery
 
 
-def _strip_nifti_suffix(name: str) -> str | None:
+def nifti_stem(name: str | Path) -> str | None:
+    """The name of a NIfTI file without its ``.nii.gz`` / ``.nii`` suffix; ``None`` for other files.
+
+    The one helper for NIfTI file stems (``"a.b.nii.gz"`` → ``"a.b"``; ``"x.txt"`` → ``None``).
+    """
+    name = name.name if isinstance(name, Path) else str(name)
     for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -143,7 +148,7 @@ def _case_files(folder: Path, case_id: str, separator: str) -> dict[str, list[Pa
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
-        stem = _strip_nifti_suffix(path.name)
+        stem = nifti_stem(path.name)
         if stem is None or not stem.startswith(prefix):
             continue
         files.setdefault(stem[len(prefix):], []).append(path)
@@ -224,7 +229,7 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     path = Path(path)
     if not path.is_file():
         raise BratsInputError(f"{path}: file does not exist")
-    if _strip_nifti_suffix(path.name) is None:
+    if nifti_stem(path.name) is None:
         raise BratsInputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
     try:
         img = nib.load(path)
@@ -331,7 +336,7 @@ def save_nifti(array: np.ndarray, geometry: Geometry, path: str | Path, dtype=No
     path = Path(path)
     if tuple(array.shape) != tuple(geometry.shape):
         raise BratsInputError(f"{path}: array shape {array.shape} differs from the geometry {geometry.shape}")
-    if _strip_nifti_suffix(path.name) is None:
+    if nifti_stem(path.name) is None:
         raise BratsInputError(f"{path}: output must end in .nii.gz or .nii")
     dtype = np.dtype(dtype or array.dtype)
     header = geometry.header.copy()

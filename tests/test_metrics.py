@@ -322,7 +322,7 @@ def folders(tmp_path):
     pred_dir.mkdir()
     gt_dir.mkdir()
     gt_a = cube(blank(), (10, 10, 10), 4, 2)
-    save(gt_a, gt_dir / "case-a-seg.nii.gz")
+    save(gt_a, gt_dir / "case-a-seg.nii.gz", spacing=(2.0, 1.0, 1.0))
     save(np.roll(gt_a, 1, axis=0), pred_dir / "case-a.nii.gz", spacing=(2.0, 1.0, 1.0))
     save(blank(), gt_dir / "case-b.nii.gz")
     save(cube(blank(), (5, 5, 5), 3, 3), pred_dir / "case-b.nii.gz")
