@@ -19,6 +19,7 @@ scoring).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -188,6 +189,40 @@ def load_prediction(path: str | Path, convention: str = "2024") -> tuple[np.ndar
     return labels, _spacing(affine)
 
 
+def _check_grid(job: CaseJob, pred_shape, pred_affine, gt_shape, gt_affine) -> None:
+    if tuple(pred_shape) != tuple(gt_shape):
+        raise BratsInputError(
+            f"{job.pred_path}: shape {tuple(pred_shape)} differs from the ground truth {job.gt_path} "
+            f"{tuple(gt_shape)}"
+        )
+    if not np.allclose(pred_affine, gt_affine, rtol=0.0, atol=AFFINE_TOLERANCE):
+        worst = float(np.abs(np.asarray(pred_affine) - np.asarray(gt_affine)).max())
+        raise BratsInputError(
+            f"{job.pred_path}: affine differs from the ground truth {job.gt_path} by up to {worst:.4g} mm "
+            "(not the same grid; resample the prediction onto the ground truth's grid)"
+        )
+
+
+def check_grids(jobs: list[CaseJob]) -> None:
+    """Check from the headers alone that each prediction lies on its ground truth's grid (before scoring).
+
+    Files whose header cannot be read are left to :func:`load_pair`, which names the fault.
+
+    Raises:
+        BratsInputError: the first pair on different grids (shape or affine), naming both files.
+    """
+    import nibabel as nib
+
+    for job in jobs:
+        try:
+            pred, gt = nib.load(job.pred_path), nib.load(job.gt_path)
+            pred_shape, gt_shape = pred.shape[:3], gt.shape[:3]
+            pred_affine, gt_affine = np.asarray(pred.affine, float), np.asarray(gt.affine, float)
+        except Exception:  # noqa: BLE001 - reported with its cause when the case is loaded
+            continue
+        _check_grid(job, pred_shape, pred_affine, gt_shape, gt_affine)
+
+
 def load_pair(job: CaseJob) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], list[str]]:
     """Prediction and ground truth of ``job`` on one checked grid, as ``brats evaluate`` reads them.
 
@@ -199,16 +234,7 @@ def load_pair(job: CaseJob) -> tuple[np.ndarray, np.ndarray, tuple[float, float,
     """
     pred, pred_affine = _read_labels(Path(job.pred_path), job.pred_convention)
     gt, gt_affine = _read_labels(Path(job.gt_path), job.gt_convention)
-    if pred.shape != gt.shape:
-        raise BratsInputError(
-            f"{job.pred_path}: shape {pred.shape} differs from the ground truth {job.gt_path} {gt.shape}"
-        )
-    if not np.allclose(pred_affine, gt_affine, rtol=0.0, atol=AFFINE_TOLERANCE):
-        worst = float(np.abs(pred_affine - gt_affine).max())
-        raise BratsInputError(
-            f"{job.pred_path}: affine differs from the ground truth {job.gt_path} by up to {worst:.4g} mm "
-            "(not the same grid; resample the prediction onto the ground truth's grid)"
-        )
+    _check_grid(job, pred.shape, pred_affine, gt.shape, gt_affine)
     notes = []
     if job.pred_convention == "2024" and (gt == ET).any() and (pred == RC).any() and not (pred == ET).any():
         notes.append(
@@ -237,8 +263,9 @@ def evaluate_case(job: CaseJob) -> pd.DataFrame:
 
 
 def _progress(iterable, total: int, enabled: bool):
+    """A tqdm bar over ``iterable`` (closed, with its newline, also when a case fails), or a plain wrapper."""
     if not enabled:
-        return iterable
+        return contextlib.nullcontext(iterable)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc="evaluate", unit="case")
@@ -284,12 +311,15 @@ def evaluate_folders(pred_dir, gt_dir, out_csv=None, workers: int = 1, progress:
         BratsInputError: missing/extra predictions, unreadable files, different grids (naming the files).
     """
     jobs = plan_jobs(pred_dir, gt_dir, pred_labels)
+    check_grids(jobs)
     workers = max(1, min(int(workers), len(jobs)))
     if workers == 1:
-        results = [score_case(job) for job in _progress(jobs, len(jobs), progress)]
+        with _progress(jobs, len(jobs), progress) as bar:
+            results = [score_case(job) for job in bar]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(_progress(pool.map(score_case, jobs), len(jobs), progress))
+        with ProcessPoolExecutor(max_workers=workers) as pool, \
+                _progress(pool.map(score_case, jobs), len(jobs), progress) as bar:
+            results = list(bar)
     for result in results:
         for note in result.warnings:
             warnings.warn(note, LabelConventionWarning, stacklevel=2)
