@@ -1,4 +1,4 @@
-"""BraTS 2024 GLI lesion-wise metrics, bit-identical to the official scorer and ~100× faster.
+"""BraTS 2024 GLI lesion-wise metrics, bit-identical to the official scorer and far faster.
 
 The official scorer is ``metrics_GLI.py`` of rachitsaluja/BraTS-2024-Metrics (commit 9a0ab9c); the spec
 this module follows is ``shared/reference/brats2024-metrics/README.md``. Per region (WT, TC, NETC, SNFH,
@@ -21,11 +21,13 @@ metric a ``Clean_*`` column gives the intended value:
   and sensitivity only counts voxels labelled 1 in both maps. ``Clean_Legacy_HD95``,
   ``Clean_Sensitivity`` and ``Clean_Specificity`` are the same metrics on the binary region masks.
 
-Speed comes from working on bounding boxes: the whole case is cropped to the tumour (+ a margin larger
-than any dilation), dilations run on each region's or lesion's box, distance transforms on the union box
-of the two surfaces (the same box as the reference, hence the same numbers). Cropping never changes a
-result: dilations cannot leave a box padded by their iteration count, labels keep their C-order scan
-order inside a box, and the only full-volume quantity (true negatives) is counted analytically.
+Speed comes from working on bounding boxes and from not computing what cannot change a result: the whole
+case is cropped to the tumour (+ a margin larger than any dilation), dilations run separably on each region's
+or lesion's box (:func:`dilate_s18`), and each HD95 computes distances only where its 95th percentile can fall
+(:func:`~brats_lib.metrics.surface.fast_hd95`: zero-distance surfels, a few offset shells, then exact
+distances around the crossing; the reference distance transform on the reference's box on any doubt). Cropping
+never changes a result: dilations cannot leave a box padded by their iteration count, labels keep their
+C-order scan order inside a box, and the only full-volume quantity (true negatives) is counted analytically.
 """
 
 from __future__ import annotations

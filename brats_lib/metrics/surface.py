@@ -15,6 +15,9 @@ scorer calls as ``compute_robust_hausdorff(compute_surface_distances(gt, pred, s
   ``searchsorted(cumsum(area) / sum(area), 0.95)`` (index clipped to n−1) is taken; the result is the larger
   of the two directions, ``inf`` when a side has no surfel.
 
+:func:`hd95` is :func:`fast_hd95`'s reference: the same float without distance transforms over the whole box
+where the 95th percentile can be certified from the surfels near it (see the notes above :func:`fast_hd95`).
+
 Only the marching-cubes *normals table* is taken from the ``surface-distance`` package (data, not code).
 Because the EDT runs on the same crop as the package's, the same distance map comes out bit for bit. For
 1 mm voxels the ``edt`` package's squared transform is used instead (3× faster): its squared distances are
