@@ -5,9 +5,10 @@
 
 * ``--pred`` holds one ``<case-id>.nii.gz`` (or ``.nii``) label map per case, in the 2024 convention
   (``pred_labels="legacy"``: the 2018–2021 one, 4 = ET, converted on load).
-* ``--gt`` is either a dataset root (case folders with their ``-seg``/``_seg`` files, found by
-  :func:`brats_lib.io.discover_cases`; 2018–2021 labels are converted; NIfTI files lying at the top level
-  beside the case folders are ignored) or a flat folder of ``<case-id>.nii.gz`` / ``<case-id>-seg.nii.gz`` /
+* ``--gt`` is either a dataset in any layout :func:`brats_lib.io.discover_cases` reads (BraTS case folders
+  of any release with their ``-seg``/``_seg`` files, a Decathlon or nnU-Net dataset or its ``labelsTr``;
+  labels are converted to the 2024 convention; NIfTI files lying at the top level of a dataset root beside its
+  case folders are ignored) or a flat folder of ``<case-id>.nii.gz`` / ``<case-id>-seg.nii.gz`` /
   ``<case-id>_seg.nii.gz`` label maps in the 2024 convention (a flat folder cannot tell the conventions
   apart: 4 is RC in 2024 but ET before).
 
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import AFFINE_TOLERANCE, BratsInputError, discover_cases, nifti_stem, read_nifti
+from ..io import (AFFINE_TOLERANCE, BratsInputError, brats_case_folder, dataset_json_of, discover_cases,
+                  nifti_stem, read_nifti)
 from ..labels import ET, REGION_ORDER, RC, to_2024
 from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_results
 
@@ -57,7 +59,7 @@ class CaseJob:
     case_id: str
     pred_path: Path
     gt_path: Path
-    gt_convention: str
+    gt_convention: str | dict  # "2024", "legacy" or a dataset.json mapping {stored value: 2024 label}
     pred_convention: str = "2024"
 
 
@@ -91,17 +93,17 @@ def _flat_case_id(stem: str) -> str:
     return stem
 
 
-def _dataset_root_truths(gt_dir: Path) -> dict[str, tuple[Path, str]]:
+def _dataset_root_truths(gt_dir: Path) -> dict[str, tuple[Path, str | dict]]:
     cases = discover_cases(gt_dir, require_images=False)
     return {c.case_id: (c.seg_path, c.label_convention) for c in cases if c.seg_path is not None}
 
 
-def find_ground_truths(gt_dir: str | Path) -> dict[str, tuple[Path, str]]:
-    """``{case_id: (seg file, label convention)}`` of a dataset root or a flat folder of label maps.
+def find_ground_truths(gt_dir: str | Path) -> dict[str, tuple[Path, str | dict]]:
+    """``{case_id: (seg file, label convention)}`` of a dataset or a flat folder of label maps.
 
-    A folder with sub-folders is read as a dataset root first (NIfTI files at its top level, e.g. a stray
-    prediction or template, are then ignored); it is read as a flat folder only when no case folder holds a
-    label map.
+    A folder is read by discovery when it is a case folder, has a ``dataset.json`` (Decathlon / nnU-Net), or
+    has sub-folders whose cases hold label maps — NIfTI files at its top level (a stray prediction or
+    template) are then ignored; otherwise its NIfTI files are the label maps of a flat folder.
 
     Raises:
         BratsInputError: missing folder, no label found, or a case found twice.
@@ -109,18 +111,15 @@ def find_ground_truths(gt_dir: str | Path) -> dict[str, tuple[Path, str]]:
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise BratsInputError(f"{gt_dir}: ground-truth folder does not exist")
-    has_subfolders = any(p.is_dir() and not p.name.startswith(".") for p in gt_dir.iterdir())
     flat = nifti_files(gt_dir)
-    if has_subfolders:
-        try:
-            found = _dataset_root_truths(gt_dir)
-        except BratsInputError:
-            if not flat:
-                raise
-            found = {}
-        if found:
-            return found
-    if flat:
+    if flat and dataset_json_of(gt_dir) is None and brats_case_folder(gt_dir, require_images=False) is None:
+        if any(p.is_dir() and not p.name.startswith(".") for p in gt_dir.iterdir()):
+            try:
+                found = _dataset_root_truths(gt_dir)
+            except BratsInputError:
+                found = {}
+            if found:
+                return found
         found = {}
         for stem, path in flat.items():
             case_id = _flat_case_id(stem)
@@ -266,7 +265,7 @@ def _progress(iterable, total: int, enabled: bool):
     """A tqdm bar over ``iterable`` (closed, with its newline, also when a case fails), or a plain wrapper."""
     if not enabled:
         return contextlib.nullcontext(iterable)
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     return tqdm(iterable, total=total, desc="evaluate", unit="case")
 
