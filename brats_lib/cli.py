@@ -6,7 +6,8 @@ Subcommands::
     brats preprocess --data DIR --out CACHE_DIR [--workers N]
     brats train      --config FILE [--set KEY=JSON ...] [--override]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
-    brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
+    brats evaluate   --pred DIR --gt DIR --out FILE.csv [--lesions FILE.csv] [--pred-labels 2024|legacy]
+                     [--workers N]
     brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
@@ -131,15 +132,32 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", required=True,
                    help="dataset in any layout brats_lib.io reads (case folders with -seg/_seg files, a Decathlon "
                         "or nnU-Net dataset or its labelsTr) or a flat folder of 2024-convention label maps")
-    p.add_argument("--out", required=True, help="CSV: one row per case and region")
+    p.add_argument("--out", required=True, help="CSV: one row per case and region, with each case's seconds")
+    p.add_argument("--lesions", metavar="FILE.csv", default=None,
+                   help="also write the lesion table (one row per ground-truth lesion, the official columns)")
+    p.add_argument("--pred-labels", choices=("2024", "legacy"), default="2024",
+                   help="label convention of the predictions: 2024 (4 = resection cavity, default) or legacy "
+                        "(2018-2021, 4 = enhancing tumour, converted)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes over cases")
 
     def run(args: argparse.Namespace) -> int:
-        from .metrics import evaluate_folders, summarise
+        import warnings
 
-        table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers)
+        from .metrics import evaluate_folders, summarise
+        from .metrics.evaluate import LabelConventionWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LabelConventionWarning)
+            table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers,
+                                     lesions_csv=args.lesions, pred_labels=args.pred_labels)
+        for warning in caught:
+            if issubclass(warning.category, LabelConventionWarning):
+                print(f"brats evaluate: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         print(summarise(table).to_string())
-        print(f"wrote {len(table)} rows to {args.out}")
+        print(f"wrote {len(table)} rows to {args.out}" + (f" and the lesion table to {args.lesions}"
+                                                          if args.lesions else ""))
         return 0
 
     p.set_defaults(func=run)
