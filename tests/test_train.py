@@ -173,3 +173,24 @@ def test_report_figures_from_a_run(dataset, tmp_path):
     assert len(fig.axes) == 6
     with pytest.raises(FileNotFoundError, match="no metrics yet"):
         report.read_history(tmp_path / "nothing")
+
+
+def test_default_split_follows_a_grown_dataset(tmp_path):
+    """The automatic split is remade when cases are added; a given split file is kept as it is."""
+    raw = tmp_path / "raw"
+    for i in range(3):
+        write_tiny_case(raw, i)
+    config = tr.TrainConfig(data_dir=str(raw), cache_dir=str(tmp_path / "cache"), workers=0,
+                            preprocess={"downsample": 1, "margin": 2})
+    first = tr.prepare_data(config, progress=False)
+    assert sorted(c for ids in first.values() for c in ids) == [f"BraTS-GLI-{i:05d}-000" for i in range(3)]
+    assert tr.prepare_data(config, progress=False) == first  # unchanged dataset: same split, read back
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps(first))
+    for i in range(3, 8):
+        write_tiny_case(raw, i)
+    grown = tr.prepare_data(config, progress=False)
+    assert sorted(c for ids in grown.values() for c in ids) == [f"BraTS-GLI-{i:05d}-000" for i in range(8)]
+    assert json.loads((tmp_path / "cache" / "splits.json").read_text())["test"] == grown["test"]
+    kept = tr.prepare_data(tr.TrainConfig(**{**config.to_dict(), "splits_file": str(given)}), progress=False)
+    assert kept == first
