@@ -6,7 +6,7 @@
 * :mod:`.evaluate` — prediction and ground-truth folders → one tidy table, and its summary.
 """
 
-from .confusion import confusion_table, label_confusion
+from .confusion import label_confusion
 from .evaluate import evaluate_folders, summarise
 from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_results
 from .surface import hd95, surface_distances
@@ -15,7 +15,6 @@ __all__ = [
     "CLEAN_COLUMNS",
     "LESION_COLUMNS",
     "RESULT_COLUMNS",
-    "confusion_table",
     "evaluate_folders",
     "hd95",
     "label_confusion",

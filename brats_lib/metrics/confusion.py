@@ -2,6 +2,7 @@
 
 Region Dice says *that* a label is missed; the confusion matrix says *as what*. In the demo it showed that the
 U-Nets painted the necrotic core (NETC) as resection cavity (RC); see notebook 05.
+:func:`brats_lib.report.confusion_matrix` names the rows and columns for a notebook.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
-from ..labels import LABEL_NAMES, LABELS_2024
+from ..labels import LABELS_2024
 
 
 def label_confusion(truth: np.ndarray, prediction: np.ndarray, labels: Sequence[int] = LABELS_2024) -> np.ndarray:
@@ -37,17 +37,3 @@ def label_confusion(truth: np.ndarray, prediction: np.ndarray, labels: Sequence[
     keep = (t >= 0) & (p >= 0)
     n = len(labels)
     return np.bincount(t[keep] * n + p[keep], minlength=n * n).reshape(n, n)
-
-
-def confusion_table(counts: np.ndarray, labels: Sequence[int] = LABELS_2024, normalise: bool = True) -> pd.DataFrame:
-    """A :func:`label_confusion` matrix as a table with label names; ``normalise``: each row as fractions of
-    the true label's voxels (a label absent from the truth gives a row of NaN)."""
-    counts = np.asarray(counts)
-    names = [LABEL_NAMES[int(k)] for k in labels]
-    values = counts.astype(np.float64)
-    if normalise:
-        totals = values.sum(axis=1, keepdims=True)
-        values = np.divide(values, totals, out=np.full_like(values, np.nan), where=totals > 0)
-    table = pd.DataFrame(values if normalise else counts, index=pd.Index(names, name="true label"),
-                         columns=pd.Index(names, name="predicted label"))
-    return table
