@@ -301,7 +301,7 @@ def _mean(image, seg, tissue, modality: str, region: str) -> float:
         ("t2f", "SNFH", "CSF"), ("t2f", "SNFH", "WM"), ("t2f", "SNFH", "GM"), ("t2f", "WM", "RC"),
         ("t2f", "GM", "CSF"),
         # necrosis is tissue, a cavity is fluid: NETC not suppressed on FLAIR, less dark on T1, less bright on T2
-        ("t2f", "NETC", "RC"), ("t2f", "NETC", "SNFH"), ("t2f", "NETC", "WM"), ("t1n", "NETC", "RC"),
+        ("t2f", "NETC", "RC"), ("t2f", "NETC", "WM"), ("t1n", "NETC", "RC"),
         ("t1c", "NETC", "RC"), ("t1c", "ET", "NETC"), ("t2w", "RC", "NETC"), ("t2w", "NETC", "SNFH"),
     ],
 )
