@@ -13,8 +13,8 @@ Rician noise, rounding to integers and zero outside the brain (skull-stripped). 
 
 Necrosis against a cavity: a resection cavity is fluid (CSF-like: dark on T1 and FLAIR, brightest on T2);
 necrotic tissue is not suppressed on FLAIR and only moderately dark on T1. Z-scored inside the brain, the
-real BraTS sample cases the tests read (6 BraTS 2021 / GLI patients with NETC) give NETC medians of about
-+0.2 (t1n), -0.4 (t1c), +0.9 (t2w), +2.8 (t2f): FLAIR-brighter than SNFH (+1.4). Generator 1.0 drew NETC
+real BraTS sample cases the tests read (the 6 BraTS 2021 patients with NETC) give NETC medians of about
+0.0 (t1n), -0.6 (t1c), +0.9 (t2w), +2.8 (t2f): FLAIR-brighter than SNFH (+1.5). Generator 1.0 drew NETC
 half-way to fluid (t1n 0.48, t2f 0.80: FLAIR-darker than SNFH and ET), which made the necrotic core of an
 untreated tumour look like a small cavity to the networks; 1.1 follows the real direction.
 """
