@@ -70,7 +70,7 @@ demo:
 	  echo "make demo: total $$(( $$(date +%s) - start )) s"
 
 # the architecture study (notebook 11, profile `study`): the half-width ablation sweep in runs/study/ablation_cpu
-# (about an hour on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
+# (about 45 minutes on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
 study: venv data
 	$(PY) scripts/run_notebooks.py --profile study --only 11_architecture_study --out book/executed
 
