@@ -3,7 +3,7 @@
 * :mod:`.surface` — surfels, surface distances and HD95 as DeepMind's ``surface-distance``, and the same
   HD95 without whole-box distance transforms (:func:`fast_hd95`);
 * :mod:`.lesionwise` — one case → the official per-region and per-lesion tables (bit-identical);
-* :mod:`.evaluate` — prediction and ground-truth folders → one tidy table, and its summary.
+* :mod:`.evaluate` — prediction and ground-truth folders → tidy region and lesion tables, and a summary.
 """
 
 from .evaluate import LabelConventionWarning, evaluate_folders, score_case, summarise
