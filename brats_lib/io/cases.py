@@ -43,8 +43,6 @@ def nifti_stem(name: str | Path) -> str | None:
     return None
 
 
-strip_nifti_suffix = nifti_stem  # the name used inside this package
-
 
 @dataclass(frozen=True)
 class Case:

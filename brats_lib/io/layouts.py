@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cases import MODALITIES, BratsInputError, Case, strip_nifti_suffix
+from .cases import MODALITIES, BratsInputError, Case, nifti_stem
 from .naming import (SEG_TAG, TAG_SEPARATORS, TAGS_2023, TAGS_LEGACY, channel_modalities, label_values_from_names,
                      parse_case_id, split_tag)
 
@@ -60,7 +60,7 @@ def _describe(case: Case) -> str:
 def nifti_paths(folder: Path) -> list[Path]:
     """The NIfTI files directly in ``folder``, sorted; hidden files (``.x``, macOS ``._x``) skipped."""
     return sorted(p for p in folder.iterdir()
-                  if not p.name.startswith(".") and strip_nifti_suffix(p.name) is not None and p.is_file())
+                  if not p.name.startswith(".") and nifti_stem(p.name) is not None and p.is_file())
 
 
 # ----------------------------------------------------------------------------------------- BraTS case folders
@@ -107,7 +107,7 @@ def brats_case_folder(folder: Path, files: list[Path] | None = None, require_ima
     separators: list[str] = []
     unnamed: list[Path] = []
     for path in files:
-        stem = strip_nifti_suffix(path.name)
+        stem = nifti_stem(path.name)
         if len(stem) > len(name) + 1 and stem.startswith(name) and stem[len(name)] in TAG_SEPARATORS:
             tagged.setdefault(stem[len(name) + 1:].lower(), []).append(path)
             separators.append(stem[len(name)])
@@ -136,7 +136,7 @@ def brats_case_folder(folder: Path, files: list[Path] | None = None, require_ima
     layout, tags = ("2024", TAGS_2023) if new else ("legacy", TAGS_LEGACY)
     first = tagged[(new or old)[0]][0]
     sep = max(set(separators), key=separators.count)
-    suffix = first.name[len(strip_nifti_suffix(first.name)):]
+    suffix = first.name[len(nifti_stem(first.name)):]
     missing = [t for t in tags if t not in tagged]
     if missing:
         raise BratsInputError(f"{folder}: missing modality file(s): {_missing_files(name, sep, suffix, missing)}")
@@ -173,7 +173,7 @@ def _read_dataset_json(path: Path) -> dict:
     if not isinstance(spec, dict):
         raise BratsInputError(f"{path}: expected a JSON object, got {type(spec).__name__}")
     ending = spec.get("file_ending")
-    if ending is not None and strip_nifti_suffix("x" + str(ending)) is None:
+    if ending is not None and nifti_stem("x" + str(ending)) is None:
         raise BratsInputError(f"{path}: file_ending {ending!r}: only NIfTI images (.nii, .nii.gz) are read")
     return spec
 
@@ -194,11 +194,11 @@ def dataset_json_cases(root: Path, require_images: bool = True, splits=("imagesT
     for image_folder in splits:
         image_dir, label_dir = root / image_folder, root / SPLIT_FOLDERS[image_folder]
         images = nifti_paths(image_dir) if image_dir.is_dir() else []
-        labels = {strip_nifti_suffix(p.name): p for p in nifti_paths(label_dir)} if label_dir.is_dir() else {}
+        labels = {nifti_stem(p.name): p for p in nifti_paths(label_dir)} if label_dir.is_dir() else {}
         whole: dict[str, Path] = {}
         per_channel: dict[str, dict[int, Path]] = {}
         for path in images:
-            stem = strip_nifti_suffix(path.name)
+            stem = nifti_stem(path.name)
             match = _CHANNEL_FILE.match(stem)
             if match:
                 per_channel.setdefault(match["case"], {})[int(match["channel"])] = path
@@ -230,7 +230,7 @@ def dataset_json_cases(root: Path, require_images: bool = True, splits=("imagesT
             elif case_id in per_channel:
                 files = per_channel[case_id]
                 wanted = set(modalities.values())
-                suffix = next(iter(files.values())).name[len(strip_nifti_suffix(next(iter(files.values())).name)):]
+                suffix = next(iter(files.values())).name[len(nifti_stem(next(iter(files.values())).name)):]
                 missing = sorted(wanted - set(files))
                 if missing:
                     raise BratsInputError(
@@ -269,7 +269,7 @@ class _Seen:
 
     def unrecognised(self, root: Path, folder: Path, files: list[Path]) -> None:
         for path in files:
-            tagged = split_tag(strip_nifti_suffix(path.name))
+            tagged = split_tag(nifti_stem(path.name))
             if tagged and tagged[0] != folder.name:
                 self.hints.append(f"{path.relative_to(root)} is named after "
                                   f"{tagged[0]!r}, not after its folder {folder.name!r} (each case needs its own "
@@ -341,7 +341,7 @@ def discover_cases(root: str | Path, require_images: bool = True) -> list[Case]:
                     seen.hints.append(f"{(folder / 'dataset.json').relative_to(root)} has no imagesTr, imagesTs "
                                       f"or labelsTr folder beside it")
             files = sorted(folder / f for f in filenames
-                           if not f.startswith(".") and strip_nifti_suffix(f) is not None)
+                           if not f.startswith(".") and nifti_stem(f) is not None)
             if not files:
                 continue
             seen.files += len(files)

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 
 from ..labels import to_2024
-from .cases import AFFINE_TOLERANCE, MODALITIES, BratsInputError, Case, Geometry, LoadedCase, strip_nifti_suffix
+from .cases import AFFINE_TOLERANCE, MODALITIES, BratsInputError, Case, Geometry, LoadedCase, nifti_stem
 
 
 def read_nifti(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -30,7 +30,7 @@ def read_nifti(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1I
     path = Path(path)
     if not path.is_file():
         raise BratsInputError(f"{path}: file does not exist")
-    if strip_nifti_suffix(path.name) is None:
+    if nifti_stem(path.name) is None:
         raise BratsInputError(f"{path}: not a NIfTI file name (expected .nii or .nii.gz)")
     try:
         img = nib.load(path)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..labels import to_2024
-from .cases import LEGACY_MODALITY_NAMES, BratsInputError, Geometry, strip_nifti_suffix
+from .cases import LEGACY_MODALITY_NAMES, BratsInputError, Geometry, nifti_stem
 
 
 def save_nifti(array: np.ndarray, geometry: Geometry, path: str | Path, dtype=None) -> Path:
@@ -24,7 +24,7 @@ def save_nifti(array: np.ndarray, geometry: Geometry, path: str | Path, dtype=No
     path = Path(path)
     if tuple(array.shape) != tuple(geometry.shape):
         raise BratsInputError(f"{path}: array shape {array.shape} differs from the geometry {geometry.shape}")
-    if strip_nifti_suffix(path.name) is None:
+    if nifti_stem(path.name) is None:
         raise BratsInputError(f"{path}: output must end in .nii.gz or .nii")
     dtype = np.dtype(dtype or array.dtype)
     header = geometry.header.copy()
