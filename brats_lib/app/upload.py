@@ -16,6 +16,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import weakref
 import zipfile
@@ -80,15 +82,17 @@ class Workspace:
     """A private temporary folder for one app session (one kernel), removed when it ends.
 
     The folder is created with mode 0700 under the system temporary directory; it is removed by
-    :meth:`close`, when the object is collected, or at interpreter exit. Folders left behind by sessions whose
-    process no longer exists (a killed kernel) are swept when a new workspace starts.
+    :meth:`close`, when the object is collected, or at interpreter exit; and, should the process be killed
+    (a kernel that does not stop in time gets SIGKILL), by a small watchdog process that waits on a pipe held
+    only by this process. Folders left behind anyway are swept when a new workspace starts.
     """
 
-    def __init__(self, parent: str | os.PathLike | None = None):
+    def __init__(self, parent: str | os.PathLike | None = None, watchdog: bool = True):
         sweep_stale_workspaces(parent)
         self.path = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", dir=parent))
         self._count = 0
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        self._watch_fd = _start_watchdog(self.path) if watchdog else None
 
     def new_folder(self, kind: str = "upload") -> Path:
         """A fresh sub-folder ``<kind>-N``; earlier ``<kind>-*`` folders are removed (one upload at a time)."""
@@ -109,6 +113,26 @@ class Workspace:
     @property
     def closed(self) -> bool:
         return not self._finalizer.alive
+
+
+_WATCHDOG = "import os, shutil, sys\nos.read(int(sys.argv[1]), 1)\nshutil.rmtree(sys.argv[2], ignore_errors=True)\n"
+
+
+def _start_watchdog(path: Path) -> int | None:
+    """Start a detached process that removes ``path`` once this process has ended, however it ends.
+
+    It blocks reading a pipe whose only write end this process holds (non-inheritable): when this process
+    exits or is killed, the read returns and the folder is removed. Returns the write end (kept open).
+    """
+    try:
+        read_end, write_end = os.pipe()
+        subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(read_end), str(path)], pass_fds=(read_end,),
+                         start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        os.close(read_end)
+        return write_end
+    except OSError:
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
