@@ -7,6 +7,7 @@ Subcommands::
     brats train      --config FILE [--set KEY=JSON ...]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
     brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
+    brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
 module lazily so that ``brats --help`` stays fast.
@@ -52,7 +53,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="mask, crop, normalise (and optionally downsample) cases into a "
                                           "per-case .npy cache; current cases are skipped")
-    p.add_argument("--data", required=True, help="dataset folder (cases in the 2024 or 2021 layout)")
+    p.add_argument("--data", required=True, help="dataset folder in any layout brats_lib.io reads (BraTS "
+                                                 "2018-2024 and the 2023+ cohorts, Decathlon Task01, nnU-Net raw)")
     p.add_argument("--out", required=True, help="cache folder (one sub-folder per case)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--downsample", type=float, default=1, help="isotropic factor, e.g. 2 (default 1: full resolution)")
@@ -97,7 +99,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                                        "and write <case-id>.nii.gz label maps on the input grid")
     p.add_argument("--run", required=True, action="append", metavar="RUN",
                    help="run directory (config.json + checkpoint); repeat for an ensemble")
-    p.add_argument("--in", dest="in_dir", required=True, metavar="DIR", help="dataset folder of cases to predict")
+    p.add_argument("--in", dest="in_dir", required=True, metavar="DIR",
+                   help="dataset folder of cases to predict, in any layout brats_lib.io reads (BraTS 2018-2024, "
+                        "Decathlon Task01, nnU-Net raw); outputs are named after its case ids")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for <case-id>.nii.gz")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
     p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation (8× faster)")
@@ -125,7 +129,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="BraTS 2024 lesion-wise Dice/HD95 of a prediction folder (official-identical)")
     p.add_argument("--pred", required=True, help="folder of <case-id>.nii.gz label maps")
-    p.add_argument("--gt", required=True, help="dataset root (case folders with -seg/_seg files) or a flat folder")
+    p.add_argument("--gt", required=True,
+                   help="dataset in any layout brats_lib.io reads (case folders with -seg/_seg files, a Decathlon "
+                        "or nnU-Net dataset or its labelsTr) or a flat folder of 2024-convention label maps")
     p.add_argument("--out", required=True, help="CSV: one row per case and region")
     p.add_argument("--workers", type=int, default=1, help="parallel processes over cases")
 
@@ -135,6 +141,43 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers)
         print(summarise(table).to_string())
         print(f"wrote {len(table)} rows to {args.out}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="execute a notebook once per parameter set of a YAML grid with papermill, "
+                                     "each into OUT/<name>/; finished runs are skipped, unfinished ones resumed; "
+                                     "OUT/sweep.csv sums them up")
+    p.add_argument("--notebook", required=True,
+                   help="notebook with a 'parameters' cell, e.g. notebooks/05_train_unet3d.ipynb")
+    p.add_argument("--grid", required=True, help="YAML: a list of parameter mappings, or a mapping with 'grid' "
+                                                 "(product), 'runs', 'fixed', 'evaluate' (see brats_lib/sweep.py)")
+    p.add_argument("--out", required=True, help="sweep folder (one sub-folder per run, sweep.json, sweep.csv)")
+    p.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
+    p.add_argument("--only", action="append", metavar="NAME", help="execute only this run (repeatable)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print one command per run instead of running (line i = SLURM array task i)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds a single notebook cell may run")
+
+    def run(args: argparse.Namespace) -> int:
+        from .sweep import commands, load_sweep, prepare_folder, run_sweep
+
+        sweep = load_sweep(args.notebook, args.grid)
+        if args.print_commands:
+            prepare_folder(sweep, args.out, write=False)
+            print("\n".join(commands(sweep, args.out)))
+            return 0
+        table = run_sweep(sweep, args.out, jobs=args.jobs, only=args.only, timeout=args.timeout)
+        failed = table.loc[table["status"] == "failed", "name"].tolist()
+        counts = ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items())
+        print(f"wrote {args.out}/sweep.csv: {len(table)} run(s), {counts}")
+        if failed:
+            print(f"brats sweep: {len(failed)} run(s) failed: {', '.join(failed)} "
+                  f"(their executed notebooks show the failing cell)", file=sys.stderr)
+            return 1
         return 0
 
     p.set_defaults(func=run)

@@ -3,7 +3,10 @@
 A run directory holds::
 
     config.json    the TrainConfig (model, output mode, patch size, preprocessing settings, …)
-    metrics.csv    one row per epoch: epoch, train_loss, val_loss, val_dice_<WT|TC|ET|NETC|SNFH|RC>, lr, seconds
+    metrics.csv    one row per epoch: epoch, train_loss, val_loss, train_dice_<region> (the augmented training
+                   patches, as predicted during the epoch), val_dice_<WT|TC|ET|NETC|SNFH|RC>, lr, seconds, and
+                   grad_norm_stage<1…n>: the L2 norm of the gradient of each encoder stage's parameters (before
+                   clipping), the mean of the samples taken every ``grad_norm_every`` iterations
     metrics.json   the same rows as JSON
     last.pt        the latest epoch: model, optimiser, scheduler, epoch, RNG states, config, history
     best.pt        the epoch with the best mean validation Dice over WT, TC and ET
@@ -93,6 +96,7 @@ class TrainConfig:
     compile: bool = False
     workers: int = 2
     time_limit_minutes: float | None = None  # stop after the epoch that crosses it
+    grad_norm_every: int = 10  # sample the encoder stages' gradient norms every k iterations (0: never)
     preprocess: dict = field(default_factory=lambda: {"downsample": 2})
 
     @classmethod
@@ -185,7 +189,8 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     if not history:
         return
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    columns = list(dict.fromkeys(k for row in history for k in row))  # rows of an older run may lack some
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(run_dir / "metrics.csv", buffer.getvalue())
@@ -238,10 +243,11 @@ class _Dist:
         return t
 
 
-def region_dice_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def region_dice_counts(pred: torch.Tensor, target: torch.Tensor, on_device: bool = False) -> torch.Tensor:
     """(3, 6) float64 counts [intersection, |pred|, |target|] per region of REGION_ORDER.
 
-    ``pred`` and ``target`` are (B, X, Y, Z) label maps in the 2024 convention, on any device.
+    ``pred`` and ``target`` are (B, X, Y, Z) label maps in the 2024 convention, on any device; the counts
+    come back on the CPU, or on the inputs' device with ``on_device`` (no host synchronisation).
     """
     rows = []
     for region in REGION_ORDER:
@@ -251,7 +257,23 @@ def region_dice_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
             p |= pred == value
             g |= target == value
         rows.append(torch.stack([(p & g).sum(), p.sum(), g.sum()]))
-    return torch.stack(rows, dim=1).double().cpu()
+    counts = torch.stack(rows, dim=1).double()
+    return counts if on_device else counts.cpu()
+
+
+def encoder_grad_norms(model: nn.Module) -> torch.Tensor | None:
+    """L2 norm of the gradient of each encoder stage's parameters, a (n_stages,) tensor on the model's device
+    (no host synchronisation); ``None`` for a model without an ``encoder`` ModuleList or without gradients."""
+    stages = getattr(model, "encoder", None)
+    if not isinstance(stages, nn.ModuleList):
+        return None
+    norms = []
+    for stage in stages:
+        grads = [p.grad for p in stage.parameters() if p.grad is not None]
+        if not grads:
+            return None
+        norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
+    return torch.stack(norms)
 
 
 def dice_from_counts(counts: torch.Tensor) -> dict[str, float]:
@@ -315,12 +337,15 @@ class Trainer:
         return make_loader(torch.utils.data.Subset(dataset, indices), batch_size, workers=self.config.workers)
 
     # -------------------------------------------------------------------------------------- epochs
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
+        """Mean training loss, and the epoch's training Dice per region and encoder gradient norms."""
         c = self.config
         self.model.train()
         self.train_set.set_epoch(epoch)
         generator = epoch_generator(c.seed, epoch)
         total, count = 0.0, 0
+        dice_counts = torch.zeros(3, len(REGION_ORDER), dtype=torch.float64, device=self.device)
+        grad_sum, grad_samples = None, 0
         bar = tqdm(self._loader(self.train_set, c.batch_size), total=c.iterations_per_epoch,
                    desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.progress, leave=False)
         for iteration, (image, label) in enumerate(bar):
@@ -339,6 +364,14 @@ class Trainer:
                     f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, iteration {iteration + 1}; "
                     f"stopped. The last good checkpoint is {self.run_dir / 'last.pt'}")
             loss.backward()
+            with torch.no_grad():
+                logits = output[0] if isinstance(output, (list, tuple)) else output
+                dice_counts += region_dice_counts(decode_logits(logits.detach(), c.output_mode), label, True)
+                sample = c.grad_norm_every and iteration % c.grad_norm_every == 0
+                norms = encoder_grad_norms(self.model) if sample else None
+                if norms is not None:
+                    grad_sum = norms if grad_sum is None else grad_sum + norms
+                    grad_samples += 1
             if c.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
@@ -346,7 +379,11 @@ class Trainer:
             total += loss.item()
             count += 1
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        return self.dist.mean(total / max(count, 1))
+        dice = dice_from_counts(self.dist.sum_(dice_counts).cpu())
+        extra = {f"train_dice_{r}": dice[r] for r in REGION_ORDER}
+        if grad_sum is not None:  # identical on every rank: DDP averages the gradients before this point
+            extra.update({f"grad_norm_stage{i + 1}": v for i, v in enumerate((grad_sum / grad_samples).tolist())})
+        return self.dist.mean(total / max(count, 1)), extra
 
     @torch.no_grad()
     def validate(self) -> tuple[float, dict[str, float]]:
@@ -413,11 +450,13 @@ class Trainer:
         started = time.perf_counter()
         for epoch in range(start_epoch, c.epochs):
             t0 = time.perf_counter()
-            train_loss = self._train_epoch(epoch)
+            train_loss, train_extra = self._train_epoch(epoch)
             val_loss, dice = self.validate()
+            grad_norms = {k: v for k, v in train_extra.items() if k.startswith("grad_norm_")}
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                   **{f"train_dice_{r}": train_extra[f"train_dice_{r}"] for r in REGION_ORDER},
                    **{f"val_dice_{r}": dice[r] for r in REGION_ORDER},
-                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, **grad_norms}
             history.append(row)
             score = float(np.nanmean([dice[r] for r in SELECTION_REGIONS]))
             improved = math.isfinite(score) and score > best

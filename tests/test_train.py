@@ -173,3 +173,61 @@ def test_report_figures_from_a_run(dataset, tmp_path):
     assert len(fig.axes) == 6
     with pytest.raises(FileNotFoundError, match="no metrics yet"):
         report.read_history(tmp_path / "nothing")
+
+
+def test_encoder_grad_norms_are_per_stage_l2_norms():
+    model = tr.build_model({"name": "unet3d", "features_per_stage": [4, 8, 16]})
+    assert tr.encoder_grad_norms(model) is None  # no backward pass yet
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    norms = tr.encoder_grad_norms(model)
+    sizes = [sum(p.numel() for p in stage.parameters()) for stage in model.encoder]
+    assert norms.shape == (3,)
+    torch.testing.assert_close(norms, 2.0 * torch.tensor(sizes, dtype=torch.float32).sqrt())
+    assert tr.encoder_grad_norms(torch.nn.Linear(2, 2)) is None
+
+
+def test_gradient_norms_and_training_dice_appear_in_metrics_csv(dataset, tmp_path, monkeypatch):
+    calls = []
+    real = tr.encoder_grad_norms
+
+    def recorded(model):
+        calls.append(real(model))
+        return torch.tensor([1.0, 2.0, 3.0]) * len(calls)  # samples 1, 2 → their mean is 1.5 × (1, 2, 3)
+
+    monkeypatch.setattr(tr, "encoder_grad_norms", recorded)
+    run = tmp_path / "run"
+    tr.train(_config(dataset, run, epochs=1, iterations_per_epoch=3, grad_norm_every=2), progress=False)
+    assert len(calls) == 2 and all(c.shape == (3,) and (c > 0).all() for c in calls)  # iterations 1 and 3
+    row = next(csv.DictReader(open(run / "metrics.csv")))
+    assert [k for k in row if k.startswith("grad_norm_")] == ["grad_norm_stage1", "grad_norm_stage2",
+                                                              "grad_norm_stage3"]
+    assert [float(row[f"grad_norm_stage{i}"]) for i in (1, 2, 3)] == [1.5, 3.0, 4.5]
+    for region in REGION_ORDER:
+        value = float(row[f"train_dice_{region}"])
+        assert np.isnan(value) or 0.0 <= value <= 1.0
+    assert 0.0 < float(row["train_dice_WT"])  # every training patch of the tiny cases holds tumour
+
+    monkeypatch.setattr(tr, "encoder_grad_norms", real)
+    tr.train(_config(dataset, tmp_path / "off", epochs=1, iterations_per_epoch=2, grad_norm_every=0), progress=False)
+    assert not [k for k in next(csv.DictReader(open(tmp_path / "off" / "metrics.csv"))) if k.startswith("grad_norm")]
+
+
+def test_dice_and_gradient_curves():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from brats_lib import report
+
+    history = pd.DataFrame({"epoch": [1, 2], "train_dice_WT": [0.2, 0.6], "val_dice_WT": [0.1, 0.4],
+                            "grad_norm_stage10": [0.5, 0.4], "grad_norm_stage2": [2.0, 1.0],
+                            "grad_norm_stage1": [4.0, 3.0]})
+    assert report.grad_norm_columns(history) == ["grad_norm_stage1", "grad_norm_stage2", "grad_norm_stage10"]
+    fig = report.plot_dice_and_gradients(history, regions=("WT", "ET"))
+    dice_ax, grad_ax = fig.axes
+    assert [line.get_label() for line in dice_ax.lines] == ["WT train", "WT val."]  # ET has no columns
+    assert [line.get_linestyle() for line in dice_ax.lines] == ["--", "-"]
+    assert [line.get_label() for line in grad_ax.lines] == ["stage 1", "stage 2", "stage 10"]
+    assert list(grad_ax.lines[0].get_ydata()) == [4.0, 3.0] and grad_ax.get_yscale() == "log"
+    assert fig.get_size_inches()[0] <= 7

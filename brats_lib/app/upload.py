@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping, Sequence
 
-from ..io import (LEGACY_MODALITY_NAMES, MODALITIES, NIFTI_SUFFIXES, BratsInputError, Case, LoadedCase,
-                  discover_cases, load_case)
+from ..io import (LEGACY_MODALITY_NAMES, MODALITIES, BratsInputError, Case, LoadedCase, discover_cases,
+                  load_case, nifti_stem)
 
 #: Largest upload (sum of the files) and largest unpacked zip, in bytes (500 MB).
 DEFAULT_MAX_UPLOAD_BYTES = 500 * 10**6
@@ -164,20 +164,13 @@ def sweep_stale_workspaces(parent: str | os.PathLike | None = None) -> list[Path
 # ------------------------------------------------------------------------------------------------- names
 
 
-def _nifti_stem(name: str) -> str | None:
-    for suffix in NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def parse_name(name: str) -> tuple[str, str, str] | None:
     """``(case_id, tag, layout)`` of a file named in a BraTS layout, else ``None``.
 
     ``BraTS-GLI-00001-000-t1c.nii.gz`` → ``("BraTS-GLI-00001-000", "t1c", "2024")``;
     ``BraTS2021_00002_flair.nii.gz`` → ``("BraTS2021_00002", "t2f", "legacy")``.
     """
-    stem = _nifti_stem(name)
+    stem = nifti_stem(name)
     if stem is None:
         return None
     legacy = {v: k for k, v in LEGACY_MODALITY_NAMES.items()}
@@ -193,7 +186,7 @@ def guess_tag(name: str) -> str:
     parsed = parse_name(name)
     if parsed:
         return parsed[1]
-    lower = (_nifti_stem(name) or name).lower()
+    lower = (nifti_stem(name) or name).lower()
     return next((tag for word, tag in _GUESSES if word in lower), "")
 
 
@@ -299,8 +292,13 @@ def _case_from_tags(folder: Path, tags: Mapping[Path, str], case_id: str, layout
     return Case(case_id, case_id, None, layout, {m: by_tag[m][0] for m in MODALITIES}, seg)
 
 
+def _no_case_found(exc: BratsInputError) -> bool:
+    """Whether discovery failed because the folder holds no case at all (not because a case is malformed)."""
+    return "no BraTS case" in str(exc)
+
+
 def _common_case_id(names: Sequence[str]) -> str:
-    stems = [(_nifti_stem(n) or n) for n in names]
+    stems = [(nifti_stem(n) or n) for n in names]
     prefix = os.path.commonprefix(stems).rstrip("-_. ")
     return prefix or "uploaded-case"
 
@@ -328,7 +326,7 @@ def _assemble_files(paths: Sequence[Path], folder: Path, choices: Mapping[str, s
     try:
         cases = discover_cases(folder)  # io's checks: duplicated or missing modalities
     except BratsInputError as exc:
-        if "no BraTS case folders found" not in str(exc):
+        if not _no_case_found(exc):
             raise
         # names in a layout but a case id outside it (e.g. "patient7_t1.nii.gz"): their tags are clear
         layout = parsed[0][2]
@@ -370,9 +368,9 @@ def stage_upload(files: Sequence[UploadedFile], folder: str | os.PathLike,
         try:
             cases = discover_cases(unpacked)
         except BratsInputError as exc:
-            if "no BraTS case folders found" not in str(exc):
+            if not _no_case_found(exc):
                 raise
-            niftis = [p for p in extracted if _nifti_stem(p.name) is not None]
+            niftis = [p for p in extracted if nifti_stem(p.name) is not None]
             if not niftis:
                 raise BratsInputError(f"{zips[0].name}: no NIfTI files (.nii, .nii.gz) in the zip") from None
             if len(niftis) not in (4, 5):
@@ -386,7 +384,7 @@ def stage_upload(files: Sequence[UploadedFile], folder: str | os.PathLike,
             raise BratsInputError(f"{zips[0].name}: holds {len(cases)} cases "
                                   f"({', '.join(c.case_id for c in cases[:4])}…); upload one case")
         return cases[0]
-    not_nifti = [f.name for f in files if _nifti_stem(f.name) is None]
+    not_nifti = [f.name for f in files if nifti_stem(f.name) is None]
     if not_nifti:
         raise BratsInputError(f"{not_nifti[0]}: not a NIfTI file (expected .nii or .nii.gz) or a .zip")
     if len(files) not in (4, 5):

@@ -515,9 +515,10 @@ class SegmentApp(widgets.VBox):
 
     def _display_case(self, which: str) -> Case:
         case = self.case
-        seg = self._pred_path if which == "prediction" else case.seg_path
-        layout = "2024" if which == "prediction" else case.layout
-        return dataclasses.replace(case, seg_path=seg, layout=layout, extra_paths={})
+        seg = self._pred_path
+        if which == "prediction":  # our own file: 2024 labels, whatever the upload's layout
+            return dataclasses.replace(case, seg_path=seg, layout="2024", extra_paths={}, label_values=None)
+        return dataclasses.replace(case, extra_paths={})
 
     def _slice_view(self, which: str) -> widgets.Widget:
         from ..viz import SliceBrowser
