@@ -352,6 +352,7 @@ def stage_upload(files: Sequence[UploadedFile], folder: str | os.PathLike,
             duplicated modality.
     """
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     files = list(files)
     if not files:
         raise BratsInputError("no file uploaded")
