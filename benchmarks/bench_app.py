@@ -27,10 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from test_app import CHROMIUM, CHROMIUM_ARGS, server  # noqa: E402  (the test's server and browser set-up)
-
+sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
 _RECORDER = """n => new Promise(resolve => {
@@ -57,6 +54,9 @@ _RECORDER = """n => new Promise(resolve => {
 def app_times(run: Path, case: Path, repeats: int, device: str, tmp: Path) -> list[dict]:
     import papermill
     from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_app import CHROMIUM, CHROMIUM_ARGS, server  # the test's server and browser set-up
 
     notebook = tmp / "10_segment_app.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "10_segment_app.ipynb"), str(notebook),
@@ -91,6 +91,40 @@ def app_times(run: Path, case: Path, repeats: int, device: str, tmp: Path) -> li
     return rows
 
 
+def kernel_times(run: Path, case: Path, repeats: int, device: str, tmp: Path) -> list[float]:
+    """The page's work without the page: staging and io's checks, the segmentation job, the volumes table and
+    the download (what the kernel does between receiving the files and sending the result), in one process
+    with the run loaded once, as in a page's kernel. For machines without a browser (a GPU machine)."""
+    import torch
+
+    from brats_lib.app import results
+    from brats_lib.app.job import segment
+    from brats_lib.app.upload import UploadedFile, Workspace, stage_upload
+    from brats_lib.inference import load_ensemble
+    from brats_lib.io import load_case
+
+    files = [UploadedFile(p.name, p.read_bytes()) for p in sorted(case.iterdir())
+             if p.name.endswith((".nii", ".nii.gz")) and "seg" not in p.name]
+    workspace = Workspace(tmp)
+    ensemble = load_ensemble([run], device=device)
+    times = []
+    for i in range(1, repeats + 1):
+        start = time.perf_counter()
+        loaded = load_case(stage_upload(files, workspace.new_folder()))
+        result = segment(loaded, ensemble, device=device)
+        table = results.region_volumes(result.label, loaded.geometry.spacing)
+        results.volumes_html(table)
+        results.download_link_html("x.nii.gz", results.label_nifti_bytes(result.label, loaded.geometry,
+                                                                          workspace.new_folder("result")), "x")
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items())
+        print(f"kernel path #{i}: {times[-1]:.2f} s ({stages})", flush=True)
+    workspace.close()
+    return times
+
+
 def peer_times(run: Path, case: Path, repeats: int, device: str, tmp: Path) -> list[float]:
     data = tmp / "in"
     data.mkdir()
@@ -99,9 +133,10 @@ def peer_times(run: Path, case: Path, repeats: int, device: str, tmp: Path) -> l
     for i in range(1, repeats + 1):
         out = tmp / f"out{i}"
         start = time.perf_counter()
-        subprocess.run([str(BIN / "brats"), "predict", "--run", str(run), "--in", str(data), "--out", str(out),
-                        "--device", device, "--no-tta"], check=True, capture_output=True,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        subprocess.run([sys.executable, "-m", "brats_lib.cli", "predict", "--run", str(run), "--in", str(data),
+                        "--out", str(out), "--device", device, "--no-tta"], check=True, capture_output=True,
+                       env=dict(os.environ, PYTHONPATH=path))
         times.append(time.perf_counter() - start)
         print(f"brats predict #{i}: {times[-1]:.2f} s", flush=True)
     return times
@@ -113,16 +148,31 @@ def main(argv=None) -> int:
     parser.add_argument("--case", required=True, type=Path, help="case folder (182×218×182 for the goal)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--kernel-only", action="store_true",
+                        help="no browser: time the kernel's path (see kernel_times) against the peer")
     args = parser.parse_args(argv)
     import nibabel as nib
     import torch
 
-    shape = nib.load(next(p for p in sorted(args.case.iterdir()) if "t1n" in p.name or p.name.endswith("_t1.nii.gz"))).shape
+    first = next(p for p in sorted(args.case.iterdir()) if p.name.endswith((".nii", ".nii.gz")))
+    shape = nib.load(first).shape
     print(f"case {args.case.name} {'×'.join(map(str, shape))}, run {args.run}, device {args.device}, "
           f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        app = app_times(args.run.resolve(), args.case.resolve(), args.repeats, args.device, Path(tmp))
+        if args.kernel_only:
+            kernel = kernel_times(args.run.resolve(), args.case.resolve(), args.repeats, args.device, Path(tmp))
+        else:
+            app = app_times(args.run.resolve(), args.case.resolve(), args.repeats, args.device, Path(tmp))
         peer = peer_times(args.run.resolve(), args.case.resolve(), args.repeats, args.device, Path(tmp))
+    if args.kernel_only:
+        print()
+        print("| what | min (s) | median (s) |")
+        print("| --- | --- | --- |")
+        print(f"| app kernel path: files received → result ready | {min(kernel):.2f} | {statistics.median(kernel):.2f} |")
+        print(f"| peer: brats predict --no-tta (fresh process) | {min(peer):.2f} | {statistics.median(peer):.2f} |")
+        print(f"| ratio app / peer | {min(kernel) / min(peer):.2f} | "
+              f"{statistics.median(kernel) / statistics.median(peer):.2f} |")
+        return 0
     screen = [r["on_screen_s"] for r in app]
     print()
     print("| what | min (s) | median (s) |")

@@ -93,15 +93,22 @@ def server(command: list[str], url_path: str, folder: Path, env_extra: dict | No
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Tiny cases (0–2 train the run; 3 and 4 are uploaded) and a run trained on them."""
-    import brats_lib.train as tr
-
+def tiny_cases(tmp_path_factory) -> Path:
+    """Tiny cases: 0–2 (``train/``) train the run; 3 and 4 (``cases/``) are uploaded."""
     root = tmp_path_factory.mktemp("app")
     for i in range(3):
         write_tiny_case(root / "train", i)
     for i in (3, 4):
         write_tiny_case(root / "cases", i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_cases):
+    """The tiny cases and a run trained on 0–2 (``runs/tiny``)."""
+    import brats_lib.train as tr
+
+    root = tiny_cases
     config = tr.TrainConfig(data_dir=str(root / "train"), cache_dir=str(root / "cache"),
                             run_dir=str(root / "runs" / "tiny"),
                             model={"name": "unet3d", "features_per_stage": [4, 8, 16]}, patch_size=16, batch_size=2,
@@ -510,14 +517,14 @@ def test_two_pages_at_once_see_only_their_own_case(browser, voila, tiny, referen
 # ------------------------------------------------------------------------------------------------ JupyterLab
 
 
-def test_jupyterlab_runs_the_eda_notebook_and_its_slider_changes_the_image(browser, tiny, tmp_path):
+def test_jupyterlab_runs_the_eda_notebook_and_its_slider_changes_the_image(browser, tiny_cases, tmp_path):
     """JupyterLab, the project's first way of use: open 01_eda, run all cells, move the slice slider."""
     import papermill
 
     lab_root = tmp_path / "lab"
     lab_root.mkdir()
     papermill.execute_notebook(str(ROOT / "notebooks" / "01_eda.ipynb"), str(lab_root / "01_eda.ipynb"),
-                               parameters={"data_dir": str(tiny / "cases"), "max_cases": 2, "n_voxels": 50,
+                               parameters={"data_dir": str(tiny_cases / "cases"), "max_cases": 2, "n_voxels": 50,
                                            "browser_slices": 8},
                                prepare_only=True, progress_bar=False)
     env = {name: str(tmp_path / name.lower()) for name in
@@ -526,7 +533,7 @@ def test_jupyterlab_runs_the_eda_notebook_and_its_slider_changes_the_image(brows
     env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
     command = [str(BIN / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.token=",
                "--ServerApp.password=", f"--ServerApp.root_dir={lab_root}", "--LabApp.news_url=",
-               "--ServerApp.disable_check_xsrf=True"]
+               "--ServerApp.disable_check_xsrf=True", "--ServerApp.allow_root=True"]
     with server(command, "/lab", tmp_path, env) as base:
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
