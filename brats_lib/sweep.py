@@ -300,10 +300,11 @@ def load_sweep(notebook: str | Path, grid_file: str | Path) -> Sweep:
     return Sweep(notebook, runs, evaluate, grid_file, defaults)
 
 
-def restrict(sweep: Sweep, only: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Sweep:
+def restrict(sweep: Sweep, only: Sequence[str] | None = None, overrides: Mapping[str, Any] | None = None,
+             evaluate: bool = True) -> Sweep:
     """A sweep of some of the runs (``only``, by name, in the sweep's order), with ``overrides`` layered over
-    every run's parameters (a quick profile shrinks training this way). Names are kept; the identity changes,
-    so the result belongs in its own output folder.
+    every run's parameters (a quick profile shrinks training this way), without the grid's evaluation when
+    ``evaluate`` is False. Names are kept; the identity changes, so the result belongs in its own output folder.
 
     Raises:
         BratsInputError: an unknown run name or parameter.
@@ -312,7 +313,7 @@ def restrict(sweep: Sweep, only: Sequence[str] | None = None, overrides: Mapping
     overrides = _jsonable(dict(overrides or {}), "overrides")
     runs = [Run(r.name, {**r.parameters, **overrides}) for r in sweep.runs if r.name in names]
     check_parameters(runs, sweep.notebook_defaults, sweep.notebook, "overrides")
-    return Sweep(sweep.notebook, runs, sweep.evaluate, sweep.grid_file, sweep.notebook_defaults)
+    return Sweep(sweep.notebook, runs, sweep.evaluate if evaluate else None, sweep.grid_file, sweep.notebook_defaults)
 
 
 def papermill_parameters(sweep: Sweep, run: Run, out: Path) -> dict[str, Any]:
@@ -485,6 +486,9 @@ def run_sweep(sweep: Sweep, out: str | Path, jobs: int = 1, only: Sequence[str] 
     done = [0]
 
     def one(run: Run) -> dict[str, Any]:
+        if run_state(out, run.name) == "finished":  # finished meanwhile by another process (a job array)
+            log and log(f"{run.name}: finished by another process meanwhile, skipped")
+            return {"name": run.name, "status": "finished"}
         marker = execute_run(sweep, run, out, timeout)
         with lock:
             done[0] += 1

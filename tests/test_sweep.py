@@ -222,6 +222,7 @@ def test_restrict_selects_runs_and_layers_overrides(tiny, tmp_path):
     small = sw.restrict(sweep, ["b"], {"epochs": 1})
     assert [r.name for r in small.runs] == ["b"] and small.runs[0].parameters == {"epochs": 1}
     assert sw.restrict(sweep).identity() == sweep.identity()  # nothing restricted: the same sweep folder fits
+    assert sw.restrict(sweep, evaluate=False).evaluate is None
     with pytest.raises(BratsInputError, match="no run named 'c'"):
         sw.restrict(sweep, ["c"])
     with pytest.raises(BratsInputError, match="unknown parameter 'epoch'"):

@@ -9,6 +9,8 @@ from typing import Mapping
 import nibabel as nib
 import numpy as np
 
+from ..errors import BratsInputError  # noqa: F401  (re-exported by brats_lib.io)
+
 #: Modality order of every loaded image, channel 0..3.
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
 
@@ -27,10 +29,6 @@ LAYOUTS: Mapping[str, str] = {
     "msd": "Medical Segmentation Decathlon: one 4D image per case, channels and labels from dataset.json",
     "nnunet": "nnU-Net raw: one file per channel (<case>_0000 ...), channels and labels from dataset.json",
 }
-
-
-class BratsInputError(ValueError):
-    """Input data that cannot be used; the message names the file or folder and the fault."""
 
 
 def nifti_stem(name: str | Path) -> str | None:
