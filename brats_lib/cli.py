@@ -36,12 +36,14 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--start", type=int, default=0, help="first case number (ids BraTS-GLI-<start+i>-000)")
+    p.add_argument("--followups", action="store_true",
+                   help="also write follow-up timepoints (-001) of the odd-numbered patients")
 
     def run(args: argparse.Namespace) -> int:
         from .synthetic import generate_dataset
 
         paths = generate_dataset(args.out, n_cases=args.n, seed=args.seed, workers=args.workers,
-                                 start=args.start)
+                                 start=args.start, followups=args.followups)
         print(f"wrote {len(paths)} case(s) to {args.out}")
         return 0
 
