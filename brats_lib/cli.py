@@ -7,6 +7,7 @@ Subcommands::
     brats train      --config FILE [--set KEY=JSON ...]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
     brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
+    brats volumes    --seg DIR --out FILE.csv
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
 module lazily so that ``brats --help`` stays fast.
@@ -137,6 +138,24 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers)
         print(summarise(table).to_string())
         print(f"wrote {len(table)} rows to {args.out}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_volumes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("volumes", help="tumour burden: volume (mL) of WT, TC, NETC, SNFH, ET and RC of every label "
+                                       "map in a folder, one CSV row per case and region")
+    p.add_argument("--seg", required=True, help="dataset root (either layout; 2018-2021 labels converted) or a "
+                                                "flat folder of 2024-convention label maps, as evaluate --gt")
+    p.add_argument("--out", required=True, help="CSV with columns case, region, voxels, volume_ml")
+
+    def run(args: argparse.Namespace) -> int:
+        from .analysis.volumes import write_volume_table
+
+        table = write_volume_table(args.seg, args.out, progress=sys.stderr.isatty())
+        print(f"wrote {len(table)} rows ({table['case'].nunique()} case(s)) to {args.out}")
         return 0
 
     p.set_defaults(func=run)

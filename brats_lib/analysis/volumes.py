@@ -72,11 +72,13 @@ def volume_table(seg_dir, regions: Sequence[str] = REGION_ORDER, progress: bool 
 
 
 def write_volume_table(seg_dir, out_csv, progress: bool = False) -> pd.DataFrame:
-    """:func:`volume_table` written atomically to ``out_csv`` (nothing is written when an input is bad)."""
-    from ..metrics.evaluate import write_table
+    """:func:`volume_table` written atomically to ``out_csv`` (floats in their shortest exact form; nothing is
+    written when an input is bad)."""
+    from .._atomic import atomic_path
 
     table = volume_table(seg_dir, progress=progress)
-    write_table(table, Path(out_csv))
+    with atomic_path(Path(out_csv)) as tmp:
+        table.to_csv(tmp, index=False)
     return table
 
 
