@@ -24,11 +24,19 @@ SUMMARY_METRICS: tuple[str, ...] = (DICE, HD95)
 #: Model key (run directory name) → display name.
 MODEL_NAMES: Mapping[str, str] = {"fcnn": "FCNN", "unet3d": "3D U-Net", "resunet3d": "Residual 3D U-Net"}
 
-#: Column group of the published numbers in :func:`comparison_table`.
-PUBLISHED_LABEL = "student project (published, different data)"
+#: Column group of the published numbers in :func:`comparison_table`, and their label wherever they appear.
+PUBLISHED_LABEL = "Dice as reported by the student project (voxel-wise, its validation set)"
 
-#: The student project's published lesion-wise Dice per region (its own data split and preprocessing, so
-#: not comparable number for number with results here). Keys are model keys of :data:`MODEL_NAMES`.
+#: Caveat printed beside the published numbers.
+STUDENT_REGION_NOTE = (
+    "The student project's numbers are voxel-wise Dice on its own validation set (not the lesion-wise BraTS "
+    "2024 score computed here), and its single-subject discussion maps its classes to regions differently "
+    "from its results table; the table's mapping is the one shown.")
+
+#: Dice as reported by the student project (voxel-wise, its validation set) per region, as in its results
+#: table (its own data split and preprocessing, so not comparable number for number with the lesion-wise
+#: results here; its single-subject discussion maps classes to regions differently from that table). Keys are
+#: model keys of :data:`MODEL_NAMES`.
 STUDENT_PUBLISHED: Mapping[str, Mapping[str, float]] = {
     "unet3d": {"ET": 0.095, "NETC": 0.297, "SNFH": 0.693, "RC": 0.524},
     "resunet3d": {"ET": 0.325, "NETC": 0.422, "SNFH": 0.797, "RC": 0.61},
@@ -132,7 +140,7 @@ def summary_table(summary: pd.DataFrame, decimals: int = 3, hd95_decimals: int =
 def published_table(published: Mapping[str, Mapping[str, float]] = STUDENT_PUBLISHED,
                     regions: Sequence[str] = REGION_ORDER, names: Mapping[str, str] = MODEL_NAMES
                     ) -> pd.DataFrame:
-    """The published lesion-wise Dice as numbers: index ``region`` (all of ``regions``), one column per
+    """The Dice as reported by the student project (voxel-wise, its validation set) as numbers: index ``region`` (all of ``regions``), one column per
     model display name; NaN where a region was not reported (WT, TC)."""
     return pd.DataFrame({names.get(m, m): [values.get(r, np.nan) for r in regions]
                          for m, values in published.items()}, index=pd.Index(list(regions), name="region"))
@@ -241,7 +249,8 @@ def effect_table(tables: Mapping[str, pd.DataFrame], metric: str = DICE, regions
 
 
 __all__ = [
-    "DICE", "HD95", "MODEL_NAMES", "PUBLISHED_LABEL", "STUDENT_PUBLISHED", "SUMMARY_METRICS", "best_worst_cases",
+    "DICE", "HD95", "MODEL_NAMES", "PUBLISHED_LABEL", "STUDENT_PUBLISHED", "STUDENT_REGION_NOTE", "SUMMARY_METRICS",
+    "best_worst_cases",
     "case_scores", "combine_tables", "comparison_table", "effect_table", "mean_std", "model_name",
     "published_table", "summarise_models", "summary_table",
 ]
