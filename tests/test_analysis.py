@@ -83,7 +83,7 @@ def test_comparison_table_layout_with_published_numbers():
     table = analysis.comparison_table(summary)
     groups = list(table.columns.get_level_values(0).unique())
     assert groups == ["3D U-Net", "Residual 3D U-Net", PUBLISHED_LABEL]
-    assert PUBLISHED_LABEL == "student project (published, different data)"
+    assert PUBLISHED_LABEL == "Dice as reported by the student project (voxel-wise, its validation set)"
     published = table[PUBLISHED_LABEL]
     assert list(published.columns) == ["3D U-Net Dice", "Residual 3D U-Net Dice"]
     assert published.loc[["ET", "NETC", "SNFH", "RC"], "3D U-Net Dice"].tolist() == ["0.095", "0.297", "0.693",
