@@ -55,7 +55,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="mask, crop, normalise (and optionally downsample) cases into a "
                                           "per-case .npy cache; current cases are skipped")
-    p.add_argument("--data", required=True, help="dataset folder (cases in the 2024 or 2021 layout)")
+    p.add_argument("--data", required=True, help="dataset folder in any layout brats_lib.io reads (BraTS "
+                                                 "2018-2024 and the 2023+ cohorts, Decathlon Task01, nnU-Net raw)")
     p.add_argument("--out", required=True, help="cache folder (one sub-folder per case)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--downsample", type=float, default=1, help="isotropic factor, e.g. 2 (default 1: full resolution)")
@@ -100,7 +101,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                                        "and write <case-id>.nii.gz label maps on the input grid")
     p.add_argument("--run", required=True, action="append", metavar="RUN",
                    help="run directory (config.json + checkpoint); repeat for an ensemble")
-    p.add_argument("--in", dest="in_dir", required=True, metavar="DIR", help="dataset folder of cases to predict")
+    p.add_argument("--in", dest="in_dir", required=True, metavar="DIR",
+                   help="dataset folder of cases to predict, in any layout brats_lib.io reads (BraTS 2018-2024, "
+                        "Decathlon Task01, nnU-Net raw); outputs are named after its case ids")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for <case-id>.nii.gz")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
     p.add_argument("--no-tta", action="store_true", help="no mirroring test-time augmentation (8× faster)")
@@ -128,7 +131,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="BraTS 2024 lesion-wise Dice/HD95 of a prediction folder (official-identical)")
     p.add_argument("--pred", required=True, help="folder of <case-id>.nii.gz label maps")
-    p.add_argument("--gt", required=True, help="dataset root (case folders with -seg/_seg files) or a flat folder")
+    p.add_argument("--gt", required=True,
+                   help="dataset in any layout brats_lib.io reads (case folders with -seg/_seg files, a Decathlon "
+                        "or nnU-Net dataset or its labelsTr) or a flat folder of 2024-convention label maps")
     p.add_argument("--out", required=True, help="CSV: one row per case and region")
     p.add_argument("--workers", type=int, default=1, help="parallel processes over cases")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -21,30 +20,21 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ._atomic import write_text_atomic
-from .io import BratsInputError, Case
+from .io import BratsInputError, Case, parse_case_id
 from .preprocess import COORDS_NAME, FOREGROUND_LABELS, IMAGE_NAME, LABEL_NAME, read_meta
 
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-
-_PATIENT_PATTERNS = (
-    re.compile(r"^BraTS-[A-Za-z]+-(?P<patient>\d+)-\d+$"),
-    re.compile(r"^BraTS\d*_(?P<patient>\d+)$"),
-)
-
 
 # ------------------------------------------------------------------------------------------------ splits
 
 
 def patient_of(case: Case | str) -> str:
-    """Patient id of a :class:`~brats_lib.io.Case` or case id (``BraTS-GLI-00012-001`` → ``00012``); a case id
-    in no known layout is its own patient."""
+    """Patient id of a :class:`~brats_lib.io.Case` or case id (``BraTS-GLI-00012-001`` → ``00012``,
+    ``Brats18_CBICA_ABM_1`` → ``CBICA_ABM``: :func:`brats_lib.io.parse_case_id`); a case id in no known naming
+    is its own patient."""
     if isinstance(case, Case):
         return case.patient_id
-    for pattern in _PATIENT_PATTERNS:
-        match = pattern.match(case)
-        if match:
-            return match["patient"]
-    return case
+    return parse_case_id(case).patient
 
 
 def _split_counts(n: int, fractions: Sequence[float]) -> list[int]:

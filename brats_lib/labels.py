@@ -104,7 +104,8 @@ REGIONS: Mapping[str, tuple[int, ...]] = {
 #: Row order of the official BraTS 2024 GLI results table.
 REGION_ORDER: tuple[str, ...] = ("WT", "TC", "NETC", "SNFH", "ET", "RC")
 
-#: Convention names accepted by the loaders.
+#: Convention names accepted by the loaders. A mapping {stored value: 2024 label} is accepted too (the labels of
+#: a Decathlon or nnU-Net ``dataset.json``, built by :mod:`brats_lib.io`).
 CONVENTIONS = ("2024", "legacy")
 
 
@@ -112,8 +113,16 @@ class LabelError(ValueError):
     """A label map holds values its convention does not allow."""
 
 
-def allowed_labels(convention: str) -> tuple[int, ...]:
-    """Label values a map in ``convention`` (``"2024"`` or ``"legacy"``) may hold."""
+def _convention_name(convention) -> str:
+    if isinstance(convention, Mapping):
+        return "dataset.json mapping " + str({int(k): int(v) for k, v in sorted(convention.items())})
+    return f"{convention}"
+
+
+def allowed_labels(convention) -> tuple[int, ...]:
+    """Label values a map in ``convention`` (``"2024"``, ``"legacy"`` or a {stored: 2024} mapping) may hold."""
+    if isinstance(convention, Mapping):
+        return tuple(sorted(int(k) for k in convention))
     if convention == "2024":
         return LABELS_2024
     if convention == "legacy":
@@ -121,7 +130,7 @@ def allowed_labels(convention: str) -> tuple[int, ...]:
     raise ValueError(f"unknown label convention {convention!r}; expected one of {CONVENTIONS}")
 
 
-def check_labels(seg: np.ndarray, convention: str = "2024", source: str = "label map") -> None:
+def check_labels(seg: np.ndarray, convention="2024", source: str = "label map") -> None:
     """Raise :class:`LabelError` naming ``source`` if ``seg`` holds a value outside ``convention``.
 
     Non-integer values (e.g. 1.5 in a float map) count as unknown labels.
@@ -137,7 +146,7 @@ def check_labels(seg: np.ndarray, convention: str = "2024", source: str = "label
     unknown = sorted(set(values.astype(np.int64).tolist()) - set(allowed))
     if unknown:
         raise LabelError(
-            f"{source}: unknown label values {unknown} for the {convention} convention "
+            f"{source}: unknown label values {unknown} for the {_convention_name(convention)} convention "
             f"(allowed: {list(allowed)})"
         )
 
@@ -152,18 +161,24 @@ def _lookup_table(mapping: Mapping[int, int]) -> np.ndarray:
 _LEGACY_LUT = _lookup_table(LEGACY_TO_2024)
 
 
-def to_2024(seg: np.ndarray, convention: str = "2024", source: str = "label map") -> np.ndarray:
+def to_2024(seg: np.ndarray, convention="2024", source: str = "label map") -> np.ndarray:
     """Validate ``seg`` in ``convention`` and return it as a uint8 map in the 2024 convention.
 
     Args:
         seg: integer or integer-valued float label map, any shape.
-        convention: ``"2024"`` (kept as is) or ``"legacy"`` (1→1, 2→2, 4→3).
+        convention: ``"2024"`` (kept as is), ``"legacy"`` (1→1, 2→2, 4→3), or a mapping {stored value:
+            2024 label} (a Decathlon or nnU-Net ``dataset.json``'s labels, see :mod:`brats_lib.io`).
         source: what to name in an error message (usually the file path).
     Returns:
         uint8 array of the same shape with values in :data:`LABELS_2024`.
     """
     check_labels(seg, convention, source)
     seg8 = np.asarray(seg).astype(np.uint8, copy=False)
+    if isinstance(convention, Mapping):
+        for dst in convention.values():
+            if int(dst) not in LABELS_2024:
+                raise ValueError(f"{source}: mapping target {dst} is not a 2024 label {list(LABELS_2024)}")
+        return _lookup_table(convention)[seg8]
     if convention == "legacy":
         return _LEGACY_LUT[seg8]
     return seg8

@@ -91,7 +91,7 @@ def test_duplicated_modality_is_named(tmp_path):
 def test_empty_or_missing_root(tmp_path):
     with pytest.raises(BratsInputError, match="does not exist"):
         io.discover_cases(tmp_path / "nope")
-    with pytest.raises(BratsInputError, match="no BraTS case folders"):
+    with pytest.raises(BratsInputError, match="no BraTS cases found; layouts tried"):
         io.discover_cases(tmp_path)
 
 

@@ -65,3 +65,47 @@ def test_region_masks_and_unknown_region():
     assert list(masks) == list(labels.REGION_ORDER)
     with pytest.raises(KeyError, match="unknown region"):
         labels.region_mask(np.arange(5), "XX")
+
+
+# ------------------------------------------------------------------------------------ the house palette
+def _srgb_to_linear(c):
+    c = np.asarray(c, float)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(linear_rgb):
+    """CIE L*a*b* (D65) of linear sRGB."""
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = m @ linear_rgb / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+# Viénot, Brettel & Mollon (1999): dichromat simulation in linear RGB
+_SIMULATE = {
+    "normal": np.eye(3),
+    "deuteranopia": np.array([[0.29275, 0.70725, 0.0], [0.29275, 0.70725, 0.0], [-0.02234, 0.02234, 1.0]]),
+    "protanopia": np.array([[0.11238, 0.88762, 0.0], [0.11238, 0.88762, 0.0], [0.00401, -0.00401, 1.0]]),
+}
+
+
+@pytest.mark.parametrize("vision", sorted(_SIMULATE))
+def test_label_palette_distinct_for_red_green_colour_blindness(vision):
+    from brats_lib.labels import LABEL_COLORS
+
+    labs = {v: _lab(_SIMULATE[vision] @ _srgb_to_linear(c)) for v, c in LABEL_COLORS.items()}
+    values = sorted(labs)
+    for i, a in enumerate(values):
+        for b in values[i + 1:]:
+            delta_e = float(np.linalg.norm(labs[a] - labs[b]))
+            assert delta_e > 20, f"labels {a} and {b} are {delta_e:.1f} ΔE apart under {vision}"
+
+
+def test_palette_hex_and_regions():
+    from brats_lib import labels
+
+    assert labels.label_hex(labels.NETC) == "#D55E00"
+    assert labels.region_hex("RC") == "#0072B2"
+    assert set(labels.REGION_COLORS) == set(labels.REGION_ORDER)
+    assert labels.REGION_COLORS["ET"] == labels.LABEL_COLORS[labels.ET]
+    assert set(labels.ERROR_COLORS) == {"TP", "FP", "FN"}

@@ -180,7 +180,8 @@ def predict_folder(run_dirs: Ensemble | PathLike | Sequence[PathLike], in_dir: P
 
     Args:
         run_dirs: one run directory, several (an ensemble), or a loaded :class:`Ensemble`.
-        in_dir: dataset folder in either layout (a ``seg`` file, if present, is ignored).
+        in_dir: dataset folder in any layout :func:`brats_lib.io.discover_cases` reads (a label, if present,
+            is ignored); predictions are named ``<case-id>.nii.gz`` after its case ids.
         out_dir: output folder (created).
         other arguments: as :func:`predict_case`.
     Returns:

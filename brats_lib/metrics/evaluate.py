@@ -3,8 +3,9 @@
 ``brats evaluate --pred DIR --gt DIR --out FILE.csv [--workers N]`` calls :func:`evaluate_folders`.
 
 * ``--pred`` holds one ``<case-id>.nii.gz`` (or ``.nii``) label map per case, 2024 convention.
-* ``--gt`` is either a dataset root (case folders with their ``-seg``/``_seg`` files, found by
-  :func:`brats_lib.io.discover_cases`; 2018–2021 labels are converted) or a flat folder of
+* ``--gt`` is either a dataset in any layout :func:`brats_lib.io.discover_cases` reads (BraTS case folders
+  of any release with their ``-seg``/``_seg`` files, a Decathlon or nnU-Net dataset or its ``labelsTr``;
+  labels are converted to the 2024 convention) or a flat folder of
   ``<case-id>.nii.gz`` / ``<case-id>-seg.nii.gz`` / ``<case-id>_seg.nii.gz`` label maps in the 2024
   convention (a flat folder cannot tell the conventions apart: 4 is RC in 2024 but ET before).
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import NIFTI_SUFFIXES, BratsInputError, discover_cases, load_label, read_nifti
+from ..io import (NIFTI_SUFFIXES, BratsInputError, brats_case_folder, dataset_json_of, discover_cases, load_label,
+                  read_nifti)
 from ..labels import REGION_ORDER, to_2024
 from .lesionwise import CLEAN_COLUMNS, RESULT_COLUMNS, lesion_wise_results
 
@@ -41,7 +43,7 @@ class CaseJob:
     case_id: str
     pred_path: Path
     gt_path: Path
-    gt_convention: str
+    gt_convention: str | dict  # "2024", "legacy" or a dataset.json mapping {stored value: 2024 label}
 
 
 def _nifti_stem(path: Path) -> str | None:
@@ -81,7 +83,9 @@ def find_ground_truths(gt_dir: str | Path) -> dict[str, tuple[Path, str]]:
     if not gt_dir.is_dir():
         raise BratsInputError(f"{gt_dir}: ground-truth folder does not exist")
     flat = nifti_files(gt_dir)
-    if flat:
+    # a folder of label maps, unless discovery reads it (a case folder, or a Decathlon/nnU-Net labelsTr whose
+    # dataset.json says what the values mean)
+    if flat and dataset_json_of(gt_dir) is None and brats_case_folder(gt_dir, require_images=False) is None:
         found: dict[str, tuple[Path, str]] = {}
         for stem, path in flat.items():
             case_id = _flat_case_id(stem)
