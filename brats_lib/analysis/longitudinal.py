@@ -10,23 +10,24 @@ class.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
-_CASE_ID = re.compile(r"^(?P<prefix>BraTS-[A-Za-z]+)-(?P<patient>\d+)-(?P<timepoint>\d+)$")
+from ..io import parse_case_id
+from ..labels import REGION_ORDER
 #: Default change (mL) below which a region counts as stable.
 STABLE_TOLERANCE_ML = 0.5
 DIRECTIONS = ("shrink", "stable", "grow")
 
 
 def patient_timepoint(case_id: str) -> tuple[str, int] | None:
-    """``("BraTS-GLI-00001", 1)`` for ``BraTS-GLI-00001-001``; ``None`` for an id without a timepoint."""
-    match = _CASE_ID.match(case_id)
-    if match is None:
+    """``("BraTS-GLI-00001", 1)`` for ``BraTS-GLI-00001-001`` (parsed by :func:`brats_lib.io.parse_case_id`);
+    ``None`` for an id without a timepoint."""
+    name = parse_case_id(case_id)
+    if name.timepoint is None or not str(name.timepoint).isdigit():
         return None
-    return f"{match['prefix']}-{match['patient']}", int(match["timepoint"])
+    patient = f"BraTS-{name.cohort}-{name.patient}" if name.cohort else name.patient
+    return patient, int(name.timepoint)
 
 
 def timepoint_table(volumes: pd.DataFrame) -> pd.DataFrame:
@@ -43,8 +44,9 @@ def timepoint_table(volumes: pd.DataFrame) -> pd.DataFrame:
     table["timepoint"] = [p[1] for p in parsed[parsed.notna()]]
     counts = table.groupby("patient")["timepoint"].nunique()
     table = table[table["patient"].isin(counts[counts >= 2].index)]
-    keys = [k for k in ("model", "patient", "region", "timepoint") if k in table]
-    return table.sort_values(keys, kind="stable").reset_index(drop=True)
+    table["_region_order"] = table["region"].map({r: i for i, r in enumerate(REGION_ORDER)})
+    keys = [k for k in ("model", "patient", "_region_order", "timepoint") if k in table]
+    return table.sort_values(keys, kind="stable").drop(columns="_region_order").reset_index(drop=True)
 
 
 def direction(change_ml: float, tolerance_ml: float = STABLE_TOLERANCE_ML) -> str:
