@@ -16,10 +16,10 @@ ASSETS_STAMP := book/_static/vendor/.versions
 DATA_DIR ?= data/synthetic
 PYTEST_ARGS ?=
 
-.PHONY: venv assets chromium data notebooks book demo test clean distclean help
+.PHONY: venv assets chromium data notebooks book demo study test clean distclean help
 
 help:
-	@echo "targets: venv assets chromium data notebooks book demo test clean distclean (PROFILE=$(PROFILE))"
+	@echo "targets: venv assets chromium data notebooks book demo study test clean distclean (PROFILE=$(PROFILE))"
 
 # --- set-up ------------------------------------------------------------------------------------------
 venv: $(VENV_STAMP)
@@ -68,6 +68,11 @@ demo:
 	@start=$$(date +%s); \
 	  $(MAKE) --no-print-directory venv assets data notebooks book PROFILE=$(PROFILE); \
 	  echo "make demo: total $$(( $$(date +%s) - start )) s"
+
+# the architecture study (notebook 11, profile `study`): the half-width ablation sweep in runs/study/ablation_cpu
+# (about an hour on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
+study: venv data
+	$(PY) scripts/run_notebooks.py --profile study --only 11_architecture_study --out book/executed
 
 # --- tests ---------------------------------------------------------------------------------------------
 test: venv assets chromium

@@ -1,5 +1,23 @@
 """Augmentation throughput (samples/s) of brats_lib.augment against TorchIO and MONAI, and a device self-check.
 
+Two comparisons, each reported as min and median over interleaved rounds (ratio = ours / peer per round):
+
+``--elastic`` (like for like): elastic deformation only, image (4 channels) + label, S³ in and out, one
+resampling, G = 7 control points per axis, largest displacement about 8 voxels:
+
+* ours: ``RandomSpatial`` (rotation and zoom off): a G³ random grid, smoothed, upsampled linearly, batched;
+* MONAI batched: the same G³ displacement upsampled linearly (``F.interpolate``) and applied with MONAI's
+  batched ``networks.blocks.Warp`` — the same algorithm; the closest MONAI allows to batched augmentation;
+* MONAI per sample: MONAI's own ``Rand2DElastic`` recipe lifted to 3D (``RandDeformGrid`` control grid at
+  our control-point spacing, upsampled — trilinearly: bicubic is 2D-only in torch — then ``Resample``);
+  caveat: MONAI's grid has extra control points outside the volume and normal-distributed offsets;
+* TorchIO: ``RandomElasticDeformation(num_control_points=7)`` per sample; caveat: a cubic B-spline field
+  (SimpleITK) with the same control-point count, not a linear one, on the CPU only;
+* MONAI ``Rand3DElasticd`` (a dense Gaussian-smoothed field: a different, heavier algorithm; listed with
+  that caveat, not as the like-for-like figure).
+
+Default (the full pipeline):
+
 Every tool turns a 4×S³ float32 image plus its S³ label into an S³ output with the full transform set at
 p = 1 (flips 0.5 per axis): rotation ±30° + zoom 0.7–1.4, elastic deformation, flips, Gaussian blur σ 0.5–1,
 Gaussian noise, brightness, contrast, low resolution, gamma. TorchIO has no brightness/contrast transforms
@@ -11,6 +29,7 @@ Gaussian noise, brightness, contrast, low resolution, gamma. TorchIO has no brig
 Usage::
 
     python benchmarks/bench_augment.py --n 8                    # CPU, 2 threads, vs TorchIO and MONAI (~3 min)
+    python benchmarks/bench_augment.py --elastic --n 8 --rounds 3   # like for like: elastic only
     python benchmarks/bench_augment.py --device cuda --n 256 --batch 8
     python benchmarks/bench_augment.py --device cuda --check    # correctness + timing self-check
 """
@@ -19,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -105,6 +125,101 @@ def time_ours(device: str, n: int, batch: int, size: int, dtype=torch.float32, a
     return timer
 
 
+ELASTIC_POINTS = 7  # control points per axis, every tool of --elastic
+ELASTIC_VOXELS = 8.0  # largest displacement (voxels)
+
+
+def time_ours_elastic(device: str, n: int, batch: int, size: int) -> Timer:
+    """Ours, elastic only: one RandomSpatial with rotation and zoom off."""
+    spatial = RandomSpatial(patch_size=(size,) * 3, p_rotation=0.0, p_scale=0.0, p_elastic=1.0,
+                            elastic_magnitude=(ELASTIC_VOXELS, ELASTIC_VOXELS), control_points=ELASTIC_POINTS)
+    return time_ours(device, n, batch, size, pipeline=Compose([spatial]))
+
+
+def time_monai_warp_batched(device: str, n: int, batch: int, size: int) -> Timer:
+    """MONAI's batched ``Warp`` with a G³ random displacement upsampled linearly (the same algorithm as ours)."""
+    import torch.nn.functional as F
+    from monai.networks.blocks import Warp
+
+    image, label = brain_batch(batch, size, device)
+    label = label[:, None].float()
+    warp_image, warp_label = Warp(mode="bilinear", padding_mode="zeros"), Warp(mode="nearest", padding_mode="zeros")
+    g = torch.Generator(device=device).manual_seed(1)
+
+    def step():
+        coarse = (torch.rand(batch, 3, *(ELASTIC_POINTS,) * 3, generator=g, device=device) * 2 - 1) * ELASTIC_VOXELS
+        ddf = F.interpolate(coarse, size=(size,) * 3, mode="trilinear", align_corners=True)
+        return warp_image(image, ddf), warp_label(label, ddf)
+
+    step()
+    batches = max(1, math.ceil(n / batch))
+    with Timer(device, batches * batch) as timer:
+        for _ in range(batches):
+            step()
+    return timer
+
+
+def time_monai_elastic_per_sample(device: str, n: int, size: int) -> Timer:
+    """MONAI's Rand2DElastic recipe in 3D: RandDeformGrid (our control-point spacing) → trilinear → Resample."""
+    import torch.nn.functional as F
+    from monai.transforms import CenterSpatialCrop, RandDeformGrid, Resample
+
+    image, label = brain_batch(1, size, device)
+    image, label = image[0], label[:1].float()
+    spacing = (size - 1) / (ELASTIC_POINTS - 1)
+    deform = RandDeformGrid(spacing=(spacing,) * 3, magnitude_range=(0.0, ELASTIC_VOXELS / 3),
+                            device=torch.device(device))
+    deform.set_random_state(0)
+    resample, crop = Resample(device=torch.device(device)), CenterSpatialCrop(roi_size=(size,) * 3)
+
+    def step():
+        grid = deform(spatial_size=(size,) * 3)
+        grid = F.interpolate(grid[None].float(), scale_factor=(spacing,) * 3, mode="trilinear", align_corners=False,
+                             recompute_scale_factor=True)
+        grid = crop(grid[0])
+        return (resample(image, grid, mode="bilinear", padding_mode="zeros"),
+                resample(label, grid, mode="nearest", padding_mode="zeros"))
+
+    step()
+    with Timer(device, n) as timer:
+        for _ in range(n):
+            step()
+    return timer
+
+
+def time_torchio_elastic(n: int, size: int) -> Timer:
+    """TorchIO's B-spline elastic deformation alone, same control-point count, per sample (CPU)."""
+    import SimpleITK as sitk
+    import torchio as tio
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(torch.get_num_threads())
+    image, label = brain_batch(1, size, "cpu")
+    subject = tio.Subject(image=tio.ScalarImage(tensor=image[0]), label=tio.LabelMap(tensor=label[:1]))
+    transform = tio.RandomElasticDeformation(num_control_points=ELASTIC_POINTS, max_displacement=ELASTIC_VOXELS,
+                                             locked_borders=2, p=1)
+    transform(subject)
+    with Timer("cpu", n) as timer:
+        for _ in range(n):
+            transform(subject)
+    return timer
+
+
+def time_monai_dense_elastic(device: str, n: int, size: int) -> Timer:
+    """MONAI Rand3DElasticd alone (dense Gaussian-smoothed field: a different algorithm)."""
+    import monai.transforms as mt
+
+    image, label = brain_batch(1, size, device)
+    data = {"image": image[0], "label": label[:1]}
+    transform = mt.Rand3DElasticd(("image", "label"), sigma_range=(5, 7), magnitude_range=(50, 150), prob=1.0,
+                                  mode=("bilinear", "nearest"), padding_mode="zeros", device=torch.device(device))
+    transform.set_random_state(0)
+    transform(dict(data))
+    with Timer(device, n) as timer:
+        for _ in range(n):
+            transform(dict(data))
+    return timer
+
+
 def time_torchio(n: int, size: int) -> Timer:
     import SimpleITK as sitk
     import torchio as tio
@@ -164,16 +279,44 @@ def time_monai(device: str, n: int, size: int, fused: bool) -> Timer:
     return timer
 
 
+#: Caveat printed beside each peer's ratio: what still differs from our algorithm.
+CAVEATS = {
+    "monai Warp (batched, same 7³ linear field)": "same algorithm",
+    "monai RandDeformGrid+Resample (per sample)": "MONAI's control grid also spans outside the volume; per sample",
+    "torchio B-spline (7 control points, CPU)": "cubic B-spline field, not linear; per sample; CPU only",
+    "monai Rand3DElasticd (dense field)": "DIFFERENT ALGORITHM: dense Gaussian-smoothed field (heavier)",
+    "torchio (CPU)": "two resamplings (affine, then B-spline elastic); no brightness/contrast; per sample",
+    "monai (RandAffined+Rand3DElasticd)": "DIFFERENT ALGORITHM: dense elastic field; two resamplings; per sample",
+    "monai (fused Rand3DElasticd)": "DIFFERENT ALGORITHM: dense elastic field; per sample",
+}
+
+
 def benchmark(args) -> None:
-    """Time every tool ``--rounds`` times, interleaved, and keep each tool's best round (shared machines are noisy)."""
+    """Time every tool ``--rounds`` times, interleaved; report min and median samples/s per tool and the
+    min and median over rounds of the ratio ours / peer (shared machines are noisy)."""
     peer_n = min(args.n, args.peer_n)
-    print(f"device={args.device} size={args.size}³ batch={args.batch} n={args.n} (peers {peer_n}) rounds={args.rounds} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__}")
-    tools = {"brats_lib.augment": lambda: time_ours(args.device, args.n, args.batch, args.size)}
-    if not args.no_peers:
-        tools["torchio (CPU)"] = lambda: time_torchio(peer_n, args.size)
-        tools["monai (RandAffined+Rand3DElasticd)"] = lambda: time_monai(args.device, peer_n, args.size, fused=False)
-        tools["monai (fused Rand3DElasticd)"] = lambda: time_monai(args.device, peer_n, args.size, fused=True)
+    mode = "elastic only" if args.elastic else "full pipeline"
+    print(f"{mode}: device={args.device} size={args.size}³ batch={args.batch} n={args.n} (peers {peer_n}) "
+          f"rounds={args.rounds} threads={torch.get_num_threads()} torch={torch.__version__}")
+    if args.elastic:
+        tools = {"brats_lib.augment": lambda: time_ours_elastic(args.device, args.n, args.batch, args.size)}
+        if not args.no_peers:
+            tools["monai Warp (batched, same 7³ linear field)"] = lambda: time_monai_warp_batched(
+                args.device, args.n, args.batch, args.size)
+            tools["monai RandDeformGrid+Resample (per sample)"] = lambda: time_monai_elastic_per_sample(
+                args.device, peer_n, args.size)
+            tools["torchio B-spline (7 control points, CPU)"] = lambda: time_torchio_elastic(peer_n, args.size)
+            tools["monai Rand3DElasticd (dense field)"] = lambda: time_monai_dense_elastic(args.device, peer_n,
+                                                                                           args.size)
+    else:
+        tools = {"brats_lib.augment": lambda: time_ours(args.device, args.n, args.batch, args.size)}
+        if not args.no_peers:
+            tools["torchio (CPU)"] = lambda: time_torchio(peer_n, args.size)
+            tools["monai (RandAffined+Rand3DElasticd)"] = lambda: time_monai(args.device, peer_n, args.size,
+                                                                             fused=False)
+            tools["monai (fused Rand3DElasticd)"] = lambda: time_monai(args.device, peer_n, args.size, fused=True)
+    rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     best: dict[str, Timer] = {}
     for round_ in range(args.rounds):
         for name, run in list(tools.items()):
@@ -185,19 +328,21 @@ def benchmark(args) -> None:
                 continue
             print(f"  round {round_ + 1} {name:38s} {timer.rate:8.2f} samples/s  {timer.cpu_per_sample:7.2f} CPU s/sample",
                   flush=True)
+            rates.setdefault(name, []).append(timer.rate)
+            cpu.setdefault(name, []).append(timer.cpu_per_sample)
             if name not in best or timer.rate > best[name].rate:
                 best[name] = timer
-    print("best round:")
-    for name, timer in best.items():
-        print(f"  {name:38s} {timer.rate:8.2f} samples/s  {timer.cpu_per_sample:7.2f} CPU s/sample")
-    ours = best.pop("brats_lib.augment")
-    if best:
-        for name, timer in best.items():
-            print(f"  ratio vs {name:38s} {ours.rate / timer.rate:6.1f}× samples/s, "
-                  f"{timer.cpu_per_sample / ours.cpu_per_sample:6.1f}× less CPU")
-        fastest = max(best, key=lambda k: best[k].rate)
-        print(f"speed-up vs the faster peer ({fastest}): {ours.rate / best[fastest].rate:.1f}× samples/s, "
-              f"{best[fastest].cpu_per_sample / ours.cpu_per_sample:.1f}× less CPU time")
+    print(f"samples/s over {args.rounds} round(s): min / median")
+    for name, values in rates.items():
+        print(f"  {name:44s} {min(values):8.2f} / {statistics.median(values):8.2f}  "
+              f"(best round {best[name].cpu_per_sample:.2f} CPU s/sample)")
+    ours, ours_cpu = rates.pop("brats_lib.augment"), cpu.pop("brats_lib.augment")
+    for name, values in rates.items():
+        ratios = [a / b for a, b in zip(ours, values)]  # the same round: interleaved, comparable load
+        less_cpu = [b / a for a, b in zip(ours_cpu, cpu[name])]
+        print(f"  ratio ours / {name:44s} samples/s min {min(ratios):6.2f}× median {statistics.median(ratios):6.2f}×; "
+              f"CPU s/sample min {min(less_cpu):6.2f}× median {statistics.median(less_cpu):6.2f}× less  "
+              f"[{CAVEATS.get(name, '')}]")
 
 
 def check(args) -> int:
@@ -262,6 +407,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch and SimpleITK)")
     parser.add_argument("--no-peers", action="store_true", help="time brats_lib.augment only")
     parser.add_argument("--check", action="store_true", help="correctness + timing self-check on --device")
+    parser.add_argument("--elastic", action="store_true", help="like for like: elastic deformation only (see above)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -2,8 +2,10 @@
 
 Writes tiny synthetic cached cases (64³ by default) into a temporary folder, then runs the same loop
 (``PatchDataset`` + ``make_loader``, a fixed number of batches) once per case count, each in a fresh
-subprocess, and prints the peak resident set size (``ru_maxrss``) of the main process and of its loader
-workers, and the 100/10 ratio.
+subprocess, and prints the peak memory of the whole loader: the main process plus all its worker
+processes, sampled every 20 ms with psutil as the sum of their proportional set sizes (PSS: pages shared
+between the forked workers are counted once) and of their resident set sizes (RSS: shared pages counted in
+every process, an upper bound); also the main process's own peak RSS, and the ratio between case counts.
 
 Usage::
 
@@ -18,6 +20,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +60,47 @@ def write_cases(cache: Path, n: int, size: int) -> list[str]:
     return ids
 
 
+class TreeMemory:
+    """Peak total PSS and RSS of this process and all its descendants, sampled in a thread."""
+
+    def __init__(self, interval: float = 0.02):
+        import psutil
+
+        self.root, self.interval = psutil.Process(), interval
+        self.peak_pss = self.peak_rss = 0
+        self.max_workers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        import psutil
+
+        pss = rss = 0
+        children = self.root.children(recursive=True)
+        for proc in [self.root, *children]:
+            try:
+                info = proc.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            pss, rss = pss + info.pss, rss + info.rss
+        self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
+        self.max_workers = max(self.max_workers, len(children))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
 def run_loop(cache: Path, n: int, patch: int, batches: int, workers: int) -> dict:
     """The measured loop (in this process): ``batches`` batches of 2 patches from the first ``n`` cases."""
     import torch
@@ -68,14 +112,17 @@ def run_loop(cache: Path, n: int, patch: int, batches: int, workers: int) -> dic
     ds = PatchDataset(cache, ids, patch, samples_per_epoch=2 * batches, seed=0)
     start = time.perf_counter()
     total = 0.0
-    for image, label in make_loader(ds, batch_size=2, workers=workers):
-        total += float(image.mean()) + float(label.float().mean())  # touch every batch
+    with TreeMemory() as tree:
+        for image, label in make_loader(ds, batch_size=2, workers=workers):
+            total += float(image.mean()) + float(label.float().mean())  # touch every batch
     seconds = time.perf_counter() - start
     kib = 1  # ru_maxrss is in KiB on Linux
     return {
         "cases": n,
+        "peak_pss_total_mib": tree.peak_pss / 2**20,
+        "peak_rss_total_mib": tree.peak_rss / 2**20,
+        "workers_seen": tree.max_workers,
         "peak_rss_main_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 1024,
-        "peak_rss_worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 1024,
         "seconds": seconds,
     }
 
@@ -107,12 +154,14 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
             r = results[-1]
-            print(f"{r['cases']:>5} cases: peak RSS main {r['peak_rss_main_mib']:7.1f} MiB, "
-                  f"largest worker {r['peak_rss_worker_mib']:7.1f} MiB, loop {r['seconds']:.1f} s")
+            print(f"{r['cases']:>5} cases: peak total (main + {r['workers_seen']} worker(s)) PSS "
+                  f"{r['peak_pss_total_mib']:7.1f} MiB, RSS {r['peak_rss_total_mib']:7.1f} MiB; main alone RSS "
+                  f"{r['peak_rss_main_mib']:7.1f} MiB; loop {r['seconds']:.1f} s")
         first, last = results[0], results[-1]
-        print(f"ratio {last['cases']}/{first['cases']} cases: main "
-              f"{last['peak_rss_main_mib'] / first['peak_rss_main_mib']:.2f}, worker "
-              f"{last['peak_rss_worker_mib'] / max(first['peak_rss_worker_mib'], 1e-9):.2f} (1.00 = flat)")
+        print(f"ratio {last['cases']}/{first['cases']} cases: total PSS "
+              f"{last['peak_pss_total_mib'] / first['peak_pss_total_mib']:.2f}, total RSS "
+              f"{last['peak_rss_total_mib'] / first['peak_rss_total_mib']:.2f}, main RSS "
+              f"{last['peak_rss_main_mib'] / first['peak_rss_main_mib']:.2f} (1.00 = flat)")
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ step() {  # step NAME SECONDS CMD...   (ONLY="name name" runs just those steps)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(), 'numpy', numpy.__version__)"
 
-# the most important figures first; the whole script is sized for one 10-minute call
+# the most important figures first; the whole script no longer fits one 10-minute call: run it in two,
+#   ONLY="augment_check train_step synth train_run predict evaluate inference_bench" and
+#   ONLY="augment_bench augment_elastic train_compile"
 step augment_check 60 python3 benchmarks/bench_augment.py --check --device cuda
-step train_step 90 python3 benchmarks/bench_train_step.py --device cuda --patch 128 --batch 2 --steps 10
+step train_step 150 python3 benchmarks/bench_train_step.py --device cuda --patch 128 --batch 2
 
 step synth 60 python3 -m brats_lib.cli synth --out "$WORK/synthetic" --n 6 --seed 0 --workers 6
 cat > "$WORK/train.json" <<JSON
@@ -66,7 +68,8 @@ step predict 60 python3 -m brats_lib.cli predict --run "$WORK/runs/unet3d" --in 
 step evaluate 30 python3 -m brats_lib.cli evaluate --pred "$WORK/predictions" --gt "$WORK/test_cases" \
   --out "$OUT_DIR/evaluation.csv" --workers 4
 step inference_bench 90 python3 benchmarks/bench_inference.py --device cuda --repeats 3
-step augment_bench 60 python3 benchmarks/bench_augment.py --device cuda --n 64 --batch 8 --peer-n 8 --threads 16
-step train_compile 90 python3 benchmarks/bench_train_step.py --device cuda --patch 128 --batch 2 --steps 10 \
-  --models unet3d --compile --no-monai
+# the commands exactly as benchmarks/RESULTS.md writes them beside their figures
+step augment_bench 120 python3 benchmarks/bench_augment.py --device cuda --batch 8 --n 256
+step augment_elastic 120 python3 benchmarks/bench_augment.py --elastic --device cuda --batch 8 --n 256
+step train_compile 300 python3 benchmarks/bench_train_step.py --device cuda --patch 128 --batch 2 --compile
 echo "=== done"

@@ -4,13 +4,17 @@ Subcommands::
 
     brats synth      --out DIR --n N --seed S [--workers W]
     brats preprocess --data DIR --out CACHE_DIR [--workers N]
-    brats train      --config FILE [--set KEY=JSON ...]
+    brats train      --config FILE [--set KEY=JSON ...] [--override]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
-    brats evaluate   --pred DIR --gt DIR --out FILE.csv [--workers N]
+    brats evaluate   --pred DIR --gt DIR --out FILE.csv [--lesions FILE.csv] [--pred-labels 2024|legacy]
+                     [--workers N]
     brats volumes    --seg DIR --out FILE.csv
+    brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
-module lazily so that ``brats --help`` stays fast.
+module lazily so that ``brats --help`` stays fast. A user fault (:class:`~brats_lib.errors.BratsUserError`,
+raised where the library validates its input) ends in one line and exit status 2; anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from .io import BratsInputError
+from .errors import BratsUserError
 
 _REGISTRY: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -67,10 +71,7 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from .preprocess import PreprocessConfig, preprocess_dataset
 
-        try:
-            config = PreprocessConfig(downsample=args.downsample, dtype=args.dtype, margin=args.margin)
-        except ValueError as exc:
-            raise BratsInputError(str(exc)) from exc
+        config = PreprocessConfig(downsample=args.downsample, dtype=args.dtype, margin=args.margin)
         records = preprocess_dataset(args.data, args.out, config, workers=args.workers, force=args.force)
         built = sum(r["status"] == "built" for r in records)
         size = sum(r["bytes"] for r in records) / 2**20
@@ -85,12 +86,15 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model from a JSON config (the code the notebooks call)")
     p.add_argument("--config", required=True, help="JSON file of brats_lib.train.TrainConfig fields")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override fields, e.g. epochs=2")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                   help="override fields, e.g. epochs=2 device=cpu model='{\"name\": \"unet3d\"}'")
+    p.add_argument("--override", action="store_true",
+                   help="resume a run even though the config differs from its config.json (logged)")
 
     def run(args: argparse.Namespace) -> int:
-        from .train import main as train_main
+        from .train import run_from_args
 
-        return train_main(["--config", args.config, "--set", *args.set])
+        return run_from_args(args)
 
     p.set_defaults(func=run)
 
@@ -115,12 +119,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         from .inference import predict_folder
 
-        try:
-            paths = predict_folder(args.run, args.in_dir, args.out, device=args.device, tta=not args.no_tta,
-                                   checkpoint=args.checkpoint, overlap=args.overlap, batch_size=args.batch_size,
-                                   postprocess=not args.no_postprocess)
-        except (FileNotFoundError, ValueError) as exc:
-            raise BratsInputError(str(exc)) from exc
+        paths = predict_folder(args.run, args.in_dir, args.out, device=args.device, tta=not args.no_tta,
+                               checkpoint=args.checkpoint, overlap=args.overlap, batch_size=args.batch_size,
+                               postprocess=not args.no_postprocess)
         print(f"wrote {len(paths)} prediction(s) to {args.out}")
         return 0
 
@@ -134,15 +135,70 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt", required=True,
                    help="dataset in any layout brats_lib.io reads (case folders with -seg/_seg files, a Decathlon "
                         "or nnU-Net dataset or its labelsTr) or a flat folder of 2024-convention label maps")
-    p.add_argument("--out", required=True, help="CSV: one row per case and region")
+    p.add_argument("--out", required=True, help="CSV: one row per case and region, with each case's seconds")
+    p.add_argument("--lesions", metavar="FILE.csv", default=None,
+                   help="also write the lesion table (one row per ground-truth lesion, the official columns)")
+    p.add_argument("--pred-labels", choices=("2024", "legacy"), default="2024",
+                   help="label convention of the predictions: 2024 (4 = resection cavity, default) or legacy "
+                        "(2018-2021, 4 = enhancing tumour, converted)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes over cases")
 
     def run(args: argparse.Namespace) -> int:
-        from .metrics import evaluate_folders, summarise
+        import warnings
 
-        table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers)
+        from .metrics import evaluate_folders, summarise
+        from .metrics.evaluate import LabelConventionWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LabelConventionWarning)
+            table = evaluate_folders(args.pred, args.gt, args.out, workers=args.workers,
+                                     lesions_csv=args.lesions, pred_labels=args.pred_labels)
+        for warning in caught:
+            if issubclass(warning.category, LabelConventionWarning):
+                print(f"brats evaluate: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         print(summarise(table).to_string())
-        print(f"wrote {len(table)} rows to {args.out}")
+        print(f"wrote {len(table)} rows to {args.out}" + (f" and the lesion table to {args.lesions}"
+                                                          if args.lesions else ""))
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="execute a notebook once per parameter set of a YAML grid with papermill, "
+                                     "each into OUT/<name>/; finished runs are skipped, unfinished ones resumed; "
+                                     "OUT/sweep.csv sums them up")
+    p.add_argument("--notebook", required=True,
+                   help="notebook with a 'parameters' cell, e.g. notebooks/05_train_unet3d.ipynb")
+    p.add_argument("--grid", required=True, help="YAML: a list of parameter mappings, or a mapping with 'grid' "
+                                                 "(product), 'runs', 'fixed', 'evaluate' (see brats_lib/sweep.py)")
+    p.add_argument("--out", required=True, help="sweep folder (one sub-folder per run, sweep.json, sweep.csv)")
+    p.add_argument("--jobs", type=int, default=1, help="runs executed at once (default 1)")
+    p.add_argument("--only", action="append", metavar="NAME", help="execute only this run (repeatable)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print one command per run instead of running (line i = SLURM array task i)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds a single notebook cell may run")
+
+    def run(args: argparse.Namespace) -> int:
+        from .sweep import commands, load_sweep, prepare_folder, run_sweep
+
+        sweep = load_sweep(args.notebook, args.grid)
+        if args.print_commands:
+            prepare_folder(sweep, args.out, write=False)
+            print("\n".join(commands(sweep, args.out)))
+            return 0
+        table = run_sweep(sweep, args.out, jobs=args.jobs, only=args.only, timeout=args.timeout,
+                          log=lambda message: print(message, flush=True))
+        failed = table.loc[table["status"] == "failed", "name"].tolist()
+        counts = ", ".join(f"{n} {s}" for s, n in table["status"].value_counts().items())
+        print(f"wrote {args.out}/sweep.csv: {len(table)} run(s), {counts}")
+        if failed:
+            print(f"brats sweep: {len(failed)} run(s) failed: {', '.join(failed)} "
+                  f"(their executed notebooks show the failing cell)", file=sys.stderr)
+            return 1
         return 0
 
     p.set_defaults(func=run)
@@ -178,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except BratsInputError as exc:
+    except BratsUserError as exc:
         print(f"brats {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

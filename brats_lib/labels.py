@@ -136,7 +136,20 @@ def check_labels(seg: np.ndarray, convention="2024", source: str = "label map") 
     Non-integer values (e.g. 1.5 in a float map) count as unknown labels.
     """
     allowed = allowed_labels(convention)
-    values = np.unique(seg)
+    seg = np.asarray(seg)
+    if seg.dtype.kind == "f" and seg.size and np.isfinite(seg).all() and (seg == np.rint(seg)).all() \
+            and -(2**15) <= seg.min() and seg.max() < 2**15:
+        seg = seg.astype(np.int16)  # integer-valued floats (common in label files): the integer path
+    if seg.dtype.kind in "ui" and seg.size:
+        # Integer maps: min/max and one comparison per disallowed value in between, instead of a sort.
+        low, high = int(seg.min()), int(seg.max())
+        if low >= 0 and high - low <= 16:
+            values = np.array([v for v in range(low, high + 1)
+                               if v in (low, high) or v not in allowed and (seg == v).any()])
+        else:
+            values = np.unique(seg)
+    else:
+        values = np.unique(seg)
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)):
             raise LabelError(f"{source}: label map contains NaN or infinite values")

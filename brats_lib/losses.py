@@ -8,7 +8,7 @@ All losses are scalar means; nothing is ignored: a target value outside the mode
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,20 +35,30 @@ def _probs_and_onehot(logits: torch.Tensor, target: torch.Tensor, mode: str) -> 
     return torch.sigmoid(logits.float()), region_targets(target)
 
 
+#: Sums a (2, C) stack of batch-Dice statistics [Σpg, Σp + Σg] over a group (e.g. DDP ranks), with gradient.
+StatsReduce = Callable[[torch.Tensor], torch.Tensor]
+
+
 def soft_dice_per_channel(probs: torch.Tensor, onehot: torch.Tensor, batch_dice: bool = True,
-                          smooth: float = 1e-5) -> torch.Tensor:
+                          smooth: float = 1e-5, reduce: StatsReduce | None = None) -> torch.Tensor:
     """Soft Dice (2·Σpg + s) / (Σp + Σg + s) per channel.
 
     Args:
         probs, onehot: (B, C, X, Y, Z) probabilities and {0, 1} targets.
         batch_dice: sum over the whole batch (nnU-Net's batch Dice; stable for empty patches) rather than
             per sample.
+        reduce: batch Dice only: sums the statistics over a group of processes, so that each holds the
+            Dice of the group's combined batch (see :func:`set_dice_reduction`).
     Returns:
         (C,) if ``batch_dice`` else (B, C).
     """
     dims = (0, 2, 3, 4) if batch_dice else (2, 3, 4)
     intersection = (probs * onehot).sum(dims)
     denominator = probs.sum(dims) + onehot.sum(dims)
+    if reduce is not None:
+        if not batch_dice:
+            raise ValueError("a Dice reduction across processes needs the batch Dice")
+        intersection, denominator = reduce(torch.stack([intersection, denominator]))
     return (2 * intersection + smooth) / (denominator + smooth)
 
 
@@ -67,13 +77,14 @@ class SoftDiceLoss(nn.Module):
         super().__init__()
         num_outputs(mode)
         self.mode, self.batch_dice, self.smooth = mode, batch_dice, smooth
+        self.reduce: StatsReduce | None = None  # see set_dice_reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check(logits, target, self.mode)
         probs, onehot = _probs_and_onehot(logits, target, self.mode)
         if self.mode == "softmax":
             probs, onehot = probs[:, 1:], onehot[:, 1:]
-        return 1 - soft_dice_per_channel(probs, onehot, self.batch_dice, self.smooth).mean()
+        return 1 - soft_dice_per_channel(probs, onehot, self.batch_dice, self.smooth, self.reduce).mean()
 
 
 class DiceCELoss(nn.Module):
@@ -119,6 +130,19 @@ class DeepSupervisionLoss(nn.Module):
                 t = F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest")[:, 0].long()
             result = result + (w / total) * self.loss(out, t)
         return result
+
+
+def set_dice_reduction(loss: nn.Module, reduce: StatsReduce | None) -> nn.Module:
+    """Make every batch soft-Dice term inside ``loss`` sum its statistics with ``reduce`` (``None``: local).
+
+    Under DDP, ``reduce`` is a differentiable all-reduce: each rank then computes the Dice of the combined
+    batch, and DDP's gradient averaging gives exactly the gradient of one process with that batch.
+    Returns ``loss``.
+    """
+    for module in loss.modules():
+        if isinstance(module, SoftDiceLoss):
+            module.reduce = reduce if module.batch_dice else None
+    return loss
 
 
 LOSSES = {"ce": CrossEntropyLoss, "dice": SoftDiceLoss, "dice_ce": DiceCELoss}

@@ -44,6 +44,7 @@ import nibabel as nib
 import numpy as np
 
 from ._atomic import atomic_path, write_text_atomic
+from .errors import BratsConfigError
 from .io import MODALITIES, BratsInputError, Case, Geometry, LoadedCase, discover_cases, load_case
 
 #: Bumped when the cache format or the preprocessing maths change; part of the config hash.
@@ -86,23 +87,29 @@ class PreprocessConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        low, high = (float(p) for p in self.clip_percentiles)
+        try:
+            low, high = (float(p) for p in self.clip_percentiles)
+            float(self.margin), float(self.downsample), int(self.max_fg_coords)
+        except (TypeError, ValueError):
+            raise BratsConfigError(f"clip_percentiles must be two numbers and margin, downsample, max_fg_coords "
+                                   f"numbers, got {self.clip_percentiles}, {self.margin!r}, "
+                                   f"{self.downsample!r}, {self.max_fg_coords!r}") from None
         if not 0.0 <= low < high <= 100.0:
-            raise ValueError(f"clip_percentiles must satisfy 0 <= low < high <= 100, got {self.clip_percentiles}")
+            raise BratsConfigError(f"clip_percentiles must satisfy 0 <= low < high <= 100, got {self.clip_percentiles}")
         object.__setattr__(self, "clip_percentiles", (low, high))
         if int(self.margin) != self.margin or self.margin < 0:
-            raise ValueError(f"margin must be a non-negative integer, got {self.margin}")
+            raise BratsConfigError(f"margin must be a non-negative integer, got {self.margin}")
         object.__setattr__(self, "margin", int(self.margin))
         if not float(self.downsample) >= 1.0:
-            raise ValueError(f"downsample must be >= 1, got {self.downsample}")
+            raise BratsConfigError(f"downsample must be >= 1, got {self.downsample}")
         factor = float(self.downsample)
         object.__setattr__(self, "downsample", int(factor) if factor.is_integer() else factor)
         if self.dtype not in ("float16", "float32"):
-            raise ValueError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
+            raise BratsConfigError(f"dtype must be 'float16' or 'float32', got {self.dtype!r}")
         if self.label_resample not in ("majority", "nearest"):
-            raise ValueError(f"label_resample must be 'majority' or 'nearest', got {self.label_resample!r}")
+            raise BratsConfigError(f"label_resample must be 'majority' or 'nearest', got {self.label_resample!r}")
         if self.max_fg_coords < 1:
-            raise ValueError(f"max_fg_coords must be >= 1, got {self.max_fg_coords}")
+            raise BratsConfigError(f"max_fg_coords must be >= 1, got {self.max_fg_coords}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -488,7 +495,9 @@ def write_cached_case(cache_dir: str | Path, pre: PreprocessedCase, config: Prep
     """Write one preprocessed case to ``cache_dir/<case_id>/`` (each file atomic, ``meta.json`` last).
 
     An existing ``meta.json`` is removed first, so an interrupted rebuild leaves the case incomplete.
-    Raises ``AssertionError`` if the image holds NaN or inf (nothing of the case is marked complete).
+    Raises :class:`~brats_lib.io.BratsInputError` if the normalised intensities overflow ``config.dtype``
+    (float16), ``RuntimeError`` if the float32 image already holds NaN or inf (a bug: loading rejects
+    non-finite inputs); nothing of the case is then marked complete.
     """
     case_id = pre.meta["case_id"]
     folder = Path(cache_dir) / case_id
@@ -496,7 +505,11 @@ def write_cached_case(cache_dir: str | Path, pre: PreprocessedCase, config: Prep
     (folder / META_NAME).unlink(missing_ok=True)
     with np.errstate(over="ignore"):  # an overflow becomes inf and is caught just below
         image = pre.image.astype(config.dtype)
-    assert np.isfinite(image).all(), f"{case_id}: non-finite values in the preprocessed image"
+    if not np.isfinite(image).all():
+        if not np.isfinite(pre.image).all():
+            raise RuntimeError(f"{case_id}: non-finite values in the preprocessed image")
+        raise BratsInputError(f"{case_id}: normalised intensities overflow {config.dtype} "
+                              f"(largest |value| {float(np.abs(pre.image).max()):.4g}); use dtype float32")
     _save_npy(folder / IMAGE_NAME, image)
     meta = dict(pre.meta, **(extra_meta or {}))
     if pre.label is not None:
@@ -627,7 +640,7 @@ def preprocess_dataset(data_dir: str | Path, cache_dir: str | Path,
         done = {r["case_id"] for r in records}
         cases = [c for c in cases if c.case_id not in done]
     workers = min(workers or os.cpu_count() or 1, max(len(cases), 1))
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     bar = tqdm(total=len(cases), desc="preprocess", unit="case", disable=not progress or not cases)
     try:

@@ -3,7 +3,10 @@
 A run directory holds::
 
     config.json    the TrainConfig (model, output mode, patch size, preprocessing settings, …)
-    metrics.csv    one row per epoch: epoch, train_loss, val_loss, val_dice_<WT|TC|ET|NETC|SNFH|RC>, lr, seconds
+    metrics.csv    one row per epoch: epoch, train_loss, val_loss, train_dice_<region> (the augmented training
+                   patches, as predicted during the epoch), val_dice_<WT|TC|ET|NETC|SNFH|RC>, lr, seconds, and
+                   grad_norm_stage<1…n>: the L2 norm of the gradient of each encoder stage's parameters (before
+                   clipping), the mean of the samples taken every ``grad_norm_every`` iterations
     metrics.json   the same rows as JSON
     last.pt        the latest epoch: model, optimiser, scheduler, epoch, RNG states, config, history
     best.pt        the epoch with the best mean validation Dice over WT, TC and ET
@@ -16,8 +19,13 @@ Multi-GPU (or multi-process CPU, gloo) training uses PyTorch DDP launched by tor
     torchrun --nproc_per_node=N -m brats_lib.train --config run.json
 
 Each rank takes every N-th patch index of the epoch, so N processes with batch b see the same patches as
-one process with batch N·b. With cross-entropy and instance (or group) norm the updates are identical; a
-batch-Dice term is computed per rank, as nnU-Net does without its all-gather, so it differs slightly.
+one process with batch N·b. The batch-Dice statistics are all-reduced across ranks (with gradient), so with
+instance (or group) norm the updates equal one process's with the combined batch, for CE and Dice + CE.
+
+Resuming with a config that differs from the run's ``config.json`` in what is trained (anything but
+:data:`RESUME_FREE_KEYS`) is refused unless ``override`` (``brats train --override``) is given, which logs
+a warning. User faults (config file, keys, values, device, run directory) raise
+:class:`~brats_lib.errors.BratsConfigError`.
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ import csv
 import gc
 import io as _io
 import json
+import logging
 import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -40,19 +50,32 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._atomic import atomic_path, write_text_atomic
 from .augment import default_pipeline
 from .data import PatchDataset, load_splits, make_loader, make_splits, save_splits
+from .device import resolve_device
+from .errors import BratsConfigError, BratsUserError
 from .io import discover_cases
 from .labels import REGION_ORDER, REGIONS
-from .losses import build_loss
-from .models import build_model, decode_logits
+from .losses import LOSSES, build_loss, set_dice_reduction
+from .models import OUTPUT_MODES, build_model, decode_logits
 from .preprocess import PreprocessConfig, preprocess_dataset
+from .progress import tqdm
+from .progress import write as log_line
+
+log = logging.getLogger(__name__)
 
 #: Regions whose mean validation Dice selects ``best.pt``.
 SELECTION_REGIONS = ("WT", "TC", "ET")
+
+#: Config keys a resumed run may change freely: where things are and how they run, not what is trained.
+RESUME_FREE_KEYS = frozenset({"data_dir", "cache_dir", "run_dir", "device", "workers", "time_limit_minutes",
+                              "compile"})
+
+#: The training loss is checked for NaN/inf every this many iterations (and at each epoch's end), so that
+#: the loop does not wait for the device on every iteration.
+FINITE_CHECK_EVERY = 10
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,19 +116,80 @@ class TrainConfig:
     compile: bool = False
     workers: int = 2
     time_limit_minutes: float | None = None  # stop after the epoch that crosses it
+    grad_norm_every: int = 10  # sample the encoder stages' gradient norms every k iterations (0: never)
     preprocess: dict = field(default_factory=lambda: {"downsample": 2})
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        if not isinstance(values, Mapping):
+            raise BratsConfigError(f"a training config is a JSON object of TrainConfig fields, got "
+                                   f"{type(values).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+            raise BratsConfigError(f"unknown training config keys {unknown}; known: {sorted(known)}")
         return cls(**dict(values))
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_config_file(path))
+
+    def validate(self) -> "TrainConfig":
+        """Check every value a user can get wrong; returns ``self``.
+
+        Raises:
+            BratsConfigError: naming the key and the fault.
+        """
+        def bad(key: str, expected: str) -> BratsConfigError:
+            return BratsConfigError(f"config {key} must be {expected}, got {getattr(self, key)!r}")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        for key in ("patch_size", "batch_size", "epochs", "iterations_per_epoch", "val_patches"):
+            if not is_int(getattr(self, key)) or getattr(self, key) < 1:
+                raise bad(key, "a positive integer")
+        for key in ("seed", "workers"):
+            if not is_int(getattr(self, key)) or getattr(self, key) < 0:
+                raise bad(key, "a non-negative integer")
+        if not is_number(self.lr) or self.lr <= 0:
+            raise bad("lr", "a positive number")
+        for key in ("weight_decay", "grad_clip"):
+            if not is_number(getattr(self, key)) or getattr(self, key) < 0:
+                raise bad(key, "a non-negative number")
+        if not is_number(self.oversample_foreground) or not 0 <= self.oversample_foreground <= 1:
+            raise bad("oversample_foreground", "a number in [0, 1]")
+        if self.time_limit_minutes is not None and (not is_number(self.time_limit_minutes)
+                                                    or self.time_limit_minutes < 0):
+            raise bad("time_limit_minutes", "null or a non-negative number")
+        for key, choices in (("output_mode", OUTPUT_MODES), ("loss", tuple(LOSSES)),
+                             ("optimizer", ("adamw", "sgd")), ("schedule", ("poly", "cosine"))):
+            if getattr(self, key) not in choices:
+                raise bad(key, f"one of {list(choices)}")
+        if self.loss == "ce" and self.output_mode != "softmax":
+            raise BratsConfigError("config loss 'ce' needs output_mode 'softmax'; use 'dice_ce' for regions")
+        if not isinstance(self.preprocess, Mapping):
+            raise bad("preprocess", "an object of PreprocessConfig fields")
+        known = {f.name for f in fields(PreprocessConfig)}
+        if set(self.preprocess) - known:
+            raise BratsConfigError(f"config preprocess: unknown keys {sorted(set(self.preprocess) - known)}; "
+                                   f"known: {sorted(known)}")
+        PreprocessConfig(**self.preprocess)  # raises BratsConfigError on a bad value
+        if not isinstance(self.model, Mapping) or "name" not in self.model:
+            raise bad("model", 'an object with a "name" (and the network\'s arguments)')
+        try:  # the model's own argument checks, on the meta device (nothing allocated)
+            with torch.device("meta"):
+                network = build_model(self.model_config())
+        except (TypeError, ValueError) as exc:
+            raise BratsConfigError(f"config model {dict(self.model)}: {exc}") from None
+        divisor = int(getattr(network, "divisor", 1))
+        if self.patch_size % divisor:
+            raise BratsConfigError(f"config patch_size {self.patch_size} must be a multiple of {divisor} for "
+                                   f"model {self.model['name']!r}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,15 +204,49 @@ class TrainConfig:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; a CUDA device without an index gets this rank's GPU
-    (``LOCAL_RANK`` under torchrun, else 0)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object in a config file.
+
+    Raises:
+        BratsConfigError: the file is missing, unreadable, not JSON, or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BratsConfigError(f"{path}: config file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BratsConfigError(f"{path}: cannot read the config file ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise BratsConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise BratsConfigError(f"{path}: expected a JSON object of TrainConfig fields, got {type(values).__name__}")
+    return values
+
+
+def apply_overrides(values: Mapping[str, Any], items: list[str]) -> dict[str, Any]:
+    """``values`` with ``KEY=JSON`` items applied (``brats train --set``); a bare word is taken as a string.
+
+    Raises:
+        BratsConfigError: an item without ``=`` or with an empty key or value.
+    """
+    out = dict(values)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise BratsConfigError(f"--set {item!r}: expected KEY=VALUE (JSON value), e.g. epochs=2")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw  # device=cpu rather than device='"cpu"'
+    return out
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """key → (old, new) for the keys outside :data:`RESUME_FREE_KEYS` whose JSON values differ."""
+    old, new = json.loads(json.dumps(dict(old))), json.loads(json.dumps(dict(new)))
+    keys = sorted((set(old) | set(new)) - RESUME_FREE_KEYS)
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -185,7 +303,8 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     if not history:
         return
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    columns = list(dict.fromkeys(k for row in history for k in row))  # rows of an older run may lack some
+    writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(run_dir / "metrics.csv", buffer.getvalue())
@@ -238,10 +357,25 @@ class _Dist:
         return t
 
 
-def region_dice_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of the ranks' gradients (the adjoint of a sum-all-reduce)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _AllReduceSum.apply(grad)
+
+
+def region_dice_counts(pred: torch.Tensor, target: torch.Tensor, on_device: bool = False) -> torch.Tensor:
     """(3, 6) float64 counts [intersection, |pred|, |target|] per region of REGION_ORDER.
 
-    ``pred`` and ``target`` are (B, X, Y, Z) label maps in the 2024 convention, on any device.
+    ``pred`` and ``target`` are (B, X, Y, Z) label maps in the 2024 convention, on any device; the counts
+    come back on the CPU, or on the inputs' device with ``on_device`` (no host synchronisation).
     """
     rows = []
     for region in REGION_ORDER:
@@ -251,7 +385,23 @@ def region_dice_counts(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
             p |= pred == value
             g |= target == value
         rows.append(torch.stack([(p & g).sum(), p.sum(), g.sum()]))
-    return torch.stack(rows, dim=1).double().cpu()
+    counts = torch.stack(rows, dim=1).double()
+    return counts if on_device else counts.cpu()
+
+
+def encoder_grad_norms(model: nn.Module) -> torch.Tensor | None:
+    """L2 norm of the gradient of each encoder stage's parameters, a (n_stages,) tensor on the model's device
+    (no host synchronisation); ``None`` for a model without an ``encoder`` ModuleList or without gradients."""
+    stages = getattr(model, "encoder", None)
+    if not isinstance(stages, nn.ModuleList):
+        return None
+    norms = []
+    for stage in stages:
+        grads = [p.grad for p in stage.parameters() if p.grad is not None]
+        if not grads:
+            return None
+        norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
+    return torch.stack(norms)
 
 
 def dice_from_counts(counts: torch.Tensor) -> dict[str, float]:
@@ -265,10 +415,16 @@ def dice_from_counts(counts: torch.Tensor) -> dict[str, float]:
 
 
 class Trainer:
-    """Runs one training configuration; ``run()`` trains (or resumes) to ``config.epochs``."""
+    """Runs one training configuration; ``run()`` trains (or resumes) to ``config.epochs``.
 
-    def __init__(self, config: TrainConfig, progress: bool = True):
-        self.config = config
+    ``override`` lets a resumed run change what :func:`config_changes` reports (logged as a warning).
+    ``amp`` (bf16 autocast) and ``channels_last`` (channels_last_3d) apply on CUDA only; the tests switch
+    them on for CPU to run those code paths.
+    """
+
+    def __init__(self, config: TrainConfig, progress: bool = True, override: bool = False):
+        self.config = config.validate()
+        self.override = override
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -277,17 +433,21 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self.cuda = self.device.type == "cuda"
         self.amp = config.amp and self.cuda
+        self.channels_last = config.channels_last and self.cuda
 
     # -------------------------------------------------------------------------------------- set-up
     def _build(self, splits: Mapping[str, list[str]]) -> None:
         c = self.config
         torch.manual_seed(c.seed)
         self.model = build_model(c.model_config()).to(self.device)
-        if self.cuda and c.channels_last:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last_3d)
         self.optimizer = build_optimizer(self.model, c)
         self.scheduler = build_scheduler(self.optimizer, c)
         self.loss_fn = build_loss(c.loss, c.output_mode, c.deep_supervision)
+        self.val_loss_fn = build_loss(c.loss, c.output_mode, c.deep_supervision)  # per rank: no collectives
+        if self.dist.enabled:
+            set_dice_reduction(self.loss_fn, _AllReduceSum.apply)
         self.forward_model: nn.Module = self.model
         if self.dist.enabled:
             self.forward_model = nn.parallel.DistributedDataParallel(
@@ -315,12 +475,15 @@ class Trainer:
         return make_loader(torch.utils.data.Subset(dataset, indices), batch_size, workers=self.config.workers)
 
     # -------------------------------------------------------------------------------------- epochs
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
+        """Mean training loss, and the epoch's training Dice per region and encoder gradient norms."""
         c = self.config
         self.model.train()
         self.train_set.set_epoch(epoch)
         generator = epoch_generator(c.seed, epoch)
-        total, count = 0.0, 0
+        dice_counts = torch.zeros(3, len(REGION_ORDER), dtype=torch.float64, device=self.device)
+        grad_sum, grad_samples = None, 0
+        losses: list[torch.Tensor] = []  # on the device: no host synchronisation per iteration
         bar = tqdm(self._loader(self.train_set, c.batch_size), total=c.iterations_per_epoch,
                    desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.progress, leave=False)
         for iteration, (image, label) in enumerate(bar):
@@ -328,25 +491,49 @@ class Trainer:
             label = label.to(self.device, non_blocking=True)
             if self.augment is not None:
                 image, label = self.augment(image, label, generator=generator)
-            if self.cuda and c.channels_last:
+            if self.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last_3d)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 output = self.forward_model(image)
             loss = self.loss_fn(output, label)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, iteration {iteration + 1}; "
-                    f"stopped. The last good checkpoint is {self.run_dir / 'last.pt'}")
             loss.backward()
+            with torch.no_grad():
+                logits = output[0] if isinstance(output, (list, tuple)) else output
+                dice_counts += region_dice_counts(decode_logits(logits.detach(), c.output_mode), label, True)
+                sample = c.grad_norm_every and iteration % c.grad_norm_every == 0
+                norms = encoder_grad_norms(self.model) if sample else None
+                if norms is not None:
+                    grad_sum = norms if grad_sum is None else grad_sum + norms
+                    grad_samples += 1
             if c.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
-            total += loss.item()
-            count += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        return self.dist.mean(total / max(count, 1))
+            losses.append(loss.detach())
+            if (iteration + 1) % FINITE_CHECK_EVERY == 0:
+                self._check_finite(losses, epoch)
+                bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
+        self._check_finite(losses, epoch)
+        dice = dice_from_counts(self.dist.sum_(dice_counts).cpu())
+        extra = {f"train_dice_{r}": dice[r] for r in REGION_ORDER}
+        if grad_sum is not None:  # identical on every rank: DDP averages the gradients before this point
+            extra.update({f"grad_norm_stage{i + 1}": v for i, v in enumerate((grad_sum / grad_samples).tolist())})
+        mean_loss = float(torch.stack(losses).sum()) / len(losses) if losses else 0.0
+        return self.dist.mean(mean_loss), extra
+
+    def _check_finite(self, losses: list[torch.Tensor], epoch: int) -> None:
+        """Raise :class:`TrainingDiverged` (on every rank) if a loss of the epoch so far is NaN or inf; the
+        weights in memory are then spoilt, but nothing of this epoch has been saved."""
+        finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)
+        bad = (~finite).sum().to(torch.float32).reshape(1)
+        if float(self.dist.sum_(bad)) == 0:
+            return
+        first = int((~finite).nonzero()[0, 0]) if not finite.all() else None
+        where = (f"({float(losses[first])}) at epoch {epoch + 1}, iteration {first + 1}" if first is not None
+                 else f"on another rank at epoch {epoch + 1}")
+        raise TrainingDiverged(f"non-finite loss {where}; stopped. The last good checkpoint is "
+                               f"{self.run_dir / 'last.pt'}")
 
     @torch.no_grad()
     def validate(self) -> tuple[float, dict[str, float]]:
@@ -359,12 +546,12 @@ class Trainer:
         for image, label in self._loader(self.val_set, c.batch_size):
             image = image.to(self.device)
             label = label.to(self.device)
-            if self.cuda and c.channels_last:
+            if self.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 logits = self.model(image)
             logits = logits.float()
-            total += float(self.loss_fn(logits, label)) * image.shape[0]
+            total += float(self.val_loss_fn(logits, label)) * image.shape[0]
             n += image.shape[0]
             counts += region_dice_counts(decode_logits(logits, c.output_mode), label)
         counts = self.dist.sum_(counts)
@@ -385,21 +572,49 @@ class Trainer:
             "best_score": best,
         }
 
+    def _check_resume(self) -> None:
+        """Before anything is written: refuse to resume ``last.pt`` under a config that changes what is
+        trained, unless ``override`` (then log a warning)."""
+        last = self.run_dir / "last.pt"
+        if not last.exists():
+            return
+        stored_file = self.run_dir / "config.json"
+        stored = (read_config_file(stored_file) if stored_file.exists()
+                  else load_checkpoint(last)["config"])
+        changes = config_changes(stored, self.config.to_dict())
+        if not changes:
+            return
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        if not self.override:
+            raise BratsConfigError(f"{self.run_dir}: resuming with a config that differs from the run's "
+                                   f"config.json ({listed}); use a new run_dir, or --override to continue "
+                                   "under the new config")
+        log.warning("%s: resuming under a changed config (--override): %s", self.run_dir, listed)
+
     def _resume(self) -> tuple[int, list, float]:
         last = self.run_dir / "last.pt"
         if not last.exists():
             return 0, [], -math.inf
         state = load_checkpoint(last, self.device)
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise BratsConfigError(f"{last}: holds a model of another architecture than config model "
+                                   f"{self.config.model} ({str(exc).splitlines()[0]}); use a new run_dir"
+                                   ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
-        return state["epoch"] + 1, list(state["history"]), float(state["best_score"])
+        history = list(state["history"])
+        if self.dist.main:  # a kill between the epoch's files may have left metrics one epoch ahead
+            _write_metrics(self.run_dir, history)
+        return state["epoch"] + 1, history, float(state["best_score"])
 
     # -------------------------------------------------------------------------------------- run
     def run(self) -> list[dict[str, Any]]:
         """Train from scratch or from ``last.pt`` to ``config.epochs``; returns the metrics history."""
         c = self.config
+        self._check_resume()
         splits = prepare_data(c, progress=self.progress) if self.dist.main else None
         if self.dist.enabled:
             box = [splits]
@@ -413,63 +628,105 @@ class Trainer:
         started = time.perf_counter()
         for epoch in range(start_epoch, c.epochs):
             t0 = time.perf_counter()
-            train_loss = self._train_epoch(epoch)
+            train_loss, train_extra = self._train_epoch(epoch)
             val_loss, dice = self.validate()
+            grad_norms = {k: v for k, v in train_extra.items() if k.startswith("grad_norm_")}
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                   **{f"train_dice_{r}": train_extra[f"train_dice_{r}"] for r in REGION_ORDER},
                    **{f"val_dice_{r}": dice[r] for r in REGION_ORDER},
-                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, **grad_norms}
             history.append(row)
             score = float(np.nanmean([dice[r] for r in SELECTION_REGIONS]))
             improved = math.isfinite(score) and score > best
             best = score if improved else best
-            if self.dist.main:
+            if self.dist.main:  # last.pt last: it commits the epoch (a kill before it re-runs the epoch)
                 payload = self._payload(epoch, history, best)
-                save_checkpoint(self.run_dir / "last.pt", payload)
                 if improved:
                     save_checkpoint(self.run_dir / "best.pt", payload)
                 _write_metrics(self.run_dir, history)
+                save_checkpoint(self.run_dir / "last.pt", payload)
                 if self.progress:
-                    tqdm.write(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
-                               " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
+                    log_line(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
+                             " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
             if c.time_limit_minutes is not None and time.perf_counter() - started > 60 * c.time_limit_minutes:
                 break
         return history
 
 
-def train(config: TrainConfig | Mapping[str, Any], progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or resume) a training configuration; see :class:`Trainer`."""
+def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, override: bool = False
+          ) -> list[dict[str, Any]]:
+    """Run (or resume) a training configuration; see :class:`Trainer` (``override``: resume under a changed
+    config)."""
     if not isinstance(config, TrainConfig):
         config = TrainConfig.from_dict(config)
-    return Trainer(config, progress).run()
+    return Trainer(config, progress, override).run()
 
 
 def load_run_model(run_dir: str | Path, checkpoint: str = "best.pt", device: str | torch.device = "cpu"):
-    """(model in eval mode, TrainConfig) from a run directory's checkpoint (falls back to ``last.pt``)."""
+    """(model in eval mode, TrainConfig) from a run directory's checkpoint (falls back to ``last.pt``).
+
+    Raises:
+        BratsConfigError: no such directory, no checkpoint in it, an unreadable checkpoint, or one whose
+            model is of another architecture than the run's ``config.json``.
+    """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BratsConfigError(f"{run_dir}: run directory does not exist")
     path = run_dir / checkpoint
     if not path.exists():
         path = run_dir / "last.pt"
-    state = load_checkpoint(path, device)
+    if not path.exists():
+        raise BratsConfigError(f"{run_dir}: no checkpoint ({checkpoint} or last.pt); train the run first")
+    try:
+        state = load_checkpoint(path, device)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise BratsConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise BratsConfigError(f"{path}: not a brats training checkpoint (no model and config)")
     config = TrainConfig.from_dict(state["config"])
+    described = run_dir / "config.json"
+    if described.exists():
+        model_cfg = TrainConfig.from_dict(read_config_file(described)).model_config()
+        if json.loads(json.dumps(model_cfg)) != json.loads(json.dumps(config.model_config())):
+            raise BratsConfigError(f"{path}: checkpoint of another architecture ({config.model_config()}) than "
+                                   f"{described} ({model_cfg})")
     model = build_model(config.model_config()).to(device)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise BratsConfigError(f"{path}: weights do not fit the model {config.model} of its own config "
+                               f"({str(exc).splitlines()[0]})") from None
     return model.eval(), config
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="brats train", description="train a model from a JSON config")
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``python -m brats_lib.train`` arguments (``brats train`` declares the same in the CLI)."""
     parser.add_argument("--config", required=True, help="JSON file of TrainConfig fields")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
-                        help="override fields, e.g. epochs=2 device='\"cpu\"'")
-    args = parser.parse_args(argv)
-    values = json.loads(Path(args.config).read_text())
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        values[key] = json.loads(raw)
-    train(TrainConfig.from_dict(values))
+                        help="override fields, e.g. epochs=2 device=cpu model='{\"name\": \"unet3d\"}'")
+    parser.add_argument("--override", action="store_true",
+                        help="resume a run even though the config differs from its config.json (logged)")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    values = apply_overrides(read_config_file(args.config), args.set)
+    train(TrainConfig.from_dict(values), override=args.override)
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m brats_lib.train`` (the torchrun entry): user faults end in one line and exit status 2."""
+    parser = add_arguments(argparse.ArgumentParser(prog="brats train",
+                                                   description="train a model from a JSON config"))
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except BratsUserError as exc:
+        print(f"brats train: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,14 @@ repository root. Executed copies are written atomically to ``--out`` (default ``
 git), from where the Jupyter Book is built; a failed notebook is saved to ``<out>/.failed/`` for
 inspection, its stale executed copy removed, and the exit status is 1.
 
+For the book (the default; ``--interactive`` or ``--prepare-only`` turn it off) each notebook that defines a
+``book`` parameter gets ``book=True`` (widgets that need a kernel become static panels), and the kernels run
+with ``BRATS_PROGRESS=terminal`` (``brats_lib.progress``): progress bars and epoch logs go to this terminal,
+not into the executed notebooks. In every executed copy the notebook's own ``parameters`` cell and papermill's
+``injected-parameters`` cell are tagged ``remove-cell`` and followed by one small table of the values the run
+used (tag ``brats-parameters``); ``<out>/_book_info.md`` lists the executed chapters and the profile for the
+book's intro page.
+
 Usage::
 
     .venv/bin/python scripts/run_notebooks.py --profile demo [--only 01_eda] [--out book/executed]
@@ -80,8 +88,9 @@ def _load_one_profile(profile: str) -> dict:
     return {key: dict(value or {}) for key, value in data.items()}
 
 
-def notebook_parameters(notebook: Path, profile: dict) -> dict:
-    """Profile parameters for ``notebook`` restricted to those its ``parameters`` cell defines."""
+def notebook_parameters(notebook: Path, profile: dict, book: bool = False) -> dict:
+    """Profile parameters for ``notebook`` restricted to those its ``parameters`` cell defines; with ``book``,
+    plus ``book=True`` for a notebook that defines a ``book`` parameter."""
     import papermill
 
     defined = set(papermill.inspect_notebook(str(notebook)))
@@ -91,7 +100,134 @@ def notebook_parameters(notebook: Path, profile: dict) -> dict:
         print(f"warning: {notebook.name}: profile parameter(s) {unknown} not defined by the notebook, ignored",
               file=sys.stderr)
     merged = {**profile.get("_defaults", {}), **section}
+    if book:
+        merged[BOOK_PARAMETER] = True
     return {k: _expand(v, f"{notebook.name}.{k}") for k, v in merged.items() if k in defined}
+
+
+BOOK_PARAMETER = "book"
+PARAMETERS_TABLE_TAG = "brats-parameters"
+BOOK_INFO = "_book_info.md"
+
+
+def _literal(source: str):
+    """The Python value of a parameter default's source text (the text itself if it is not a literal)."""
+    import ast
+
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source
+
+
+def _cell_text(value) -> str:
+    """A value as Python source text, safe inside a Markdown table's inline code."""
+    text = repr(value) if not isinstance(value, str) else f"'{value}'"
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+def parameters_markdown(defaults: dict, parameters: dict, profile_name: str | None, per_row: int = 2) -> str:
+    """A small Markdown table of the values a run used, ``per_row`` ``name = value`` cells per row: the
+    notebook's defaults overridden by ``parameters`` (the ``book`` switch left out); values the profile set are
+    in bold, the others are the notebook's defaults."""
+    source = f"profile `{profile_name}`" if profile_name else "papermill"
+    cells = []
+    for name, info in defaults.items():
+        if name == BOOK_PARAMETER:
+            continue
+        if name in parameters:
+            cells.append(f"**`{name} = {_cell_text(parameters[name])}`**")
+        else:
+            cells.append(f"`{name} = {_cell_text(_literal(info['default']))}`")
+    cells += [" "] * (-len(cells) % per_row)
+    rows = ["| " + " | ".join(cells[i:i + per_row]) + " |" for i in range(0, len(cells), per_row)]
+    title = (f"**Parameters of this run** — bold: set by the {source}; the others: the notebook's defaults "
+             "(`notebooks/profiles/` or papermill `-p` change them)")
+    return "\n".join([title, "", "| " + " | ".join(["parameter = value"] * per_row) + " |",
+                      "|" + "---|" * per_row, *rows])
+
+
+def finish_for_book(path: Path, defaults: dict, parameters: dict, profile_name: str | None) -> None:
+    """Hide the parameters cells of an executed notebook and add one table of the values used, in place."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if PARAMETERS_TABLE_TAG not in c.get("metadata", {}).get("tags", [])]
+    last = None
+    for index, cell in enumerate(nb.cells):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+            last = index
+    if last is not None:
+        table = nbformat.v4.new_markdown_cell(parameters_markdown(defaults, parameters, profile_name))
+        table.metadata["tags"] = [PARAMETERS_TABLE_TAG]
+        nb.cells.insert(last + 1, table)
+    nbformat.write(nb, path)
+
+
+def _summary_line(nb) -> tuple[str, str]:
+    """(title, one-line summary) of a notebook: its first ``#`` heading and ``metadata.brats.summary`` (else the
+    first sentence after the heading)."""
+    import re as _re
+
+    title, summary = "", nb.get("metadata", {}).get("brats", {}).get("summary", "")
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.strip().splitlines()
+        if lines and lines[0].startswith("# "):
+            title = lines[0][2:].strip()
+            if not summary:
+                body = " ".join(line.strip() for line in lines[1:] if line.strip())
+                summary = _re.split(r"(?<=[.:;])\s", body, maxsplit=1)[0] if body else ""
+            break
+    return title, summary
+
+
+def palette_markdown() -> list[str]:
+    """Markdown table lines of the house palette: each label and region with a swatch of its colour."""
+    sys.path.insert(0, str(ROOT))
+    from brats_lib.labels import LABEL_DESCRIPTIONS, LABEL_NAMES, REGION_ORDER, REGIONS, label_hex, region_hex
+
+    def swatch(colour: str) -> str:
+        return (f'<span style="display:inline-block;width:2.5em;height:1em;background:{colour};'
+                f'border:1px solid #333"></span>')
+
+    lines = ["| colour | label or region | meaning |", "| --- | --- | --- |"]
+    for value in (1, 2, 3, 4):
+        lines.append(f"| {swatch(label_hex(value))} | {LABEL_NAMES[value]} ({value}) | {LABEL_DESCRIPTIONS[value]} |")
+    for region in REGION_ORDER:
+        if len(REGIONS[region]) > 1:
+            members = " ∪ ".join(LABEL_NAMES[v] for v in REGIONS[region])
+            lines.append(f"| {swatch(region_hex(region))} | {region} | region {members} |")
+    return lines
+
+
+def write_book_info(out_dir: Path, profile_name: str) -> Path:
+    """``<out>/_book_info.md``: the profile the book was built with and one line per executed chapter."""
+    import datetime
+
+    import nbformat
+
+    lines = [f"This book was built from notebooks executed with the **`{profile_name}`** profile "
+             f"(`notebooks/profiles/`), on {datetime.date.today().isoformat()}.", "", "| chapter | what it shows |",
+             "| --- | --- |"]
+    for path in numbered_notebooks(out_dir):
+        nb = nbformat.read(path, as_version=4)
+        title, summary = _summary_line(nb)
+        meta = nb.get("metadata", {}).get("papermill", {})
+        if meta.get("exception"):
+            continue
+        lines.append(f"| {{doc}}`{title} </book/executed/{path.stem}>` | {summary.replace('|', '/')} |")
+    lines += ["", "The house palette of labels and regions (`brats_lib.labels`), used by every figure and widget:", ""]
+    lines += palette_markdown()
+    target = out_dir / BOOK_INFO
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
 
 
 def ensure_kernel() -> str:
@@ -119,9 +255,11 @@ def select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
 
 
 def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str, timeout: int | None,
-        prepare_only: bool = False) -> float:
+        prepare_only: bool = False, profile_name: str | None = None) -> float:
     """Execute one notebook into ``out_dir``; return the seconds it took. Raises on failure."""
     import papermill
+
+    defaults = papermill.inspect_notebook(str(notebook))
 
     target = out_dir / notebook.name
     fd, tmp_name = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".tmp.ipynb", dir=out_dir)
@@ -133,6 +271,8 @@ def run(notebook: Path, out_dir: Path, parameters: dict, kernel: str, timeout: i
             str(notebook), str(tmp), parameters=parameters, kernel_name=kernel, cwd=str(ROOT),
             progress_bar=False, log_output=False, execution_timeout=timeout, prepare_only=prepare_only,
         )
+        if not prepare_only:
+            finish_for_book(tmp, defaults, parameters, profile_name)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
@@ -155,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare-only", action="store_true",
                         help="write parameterised copies without executing them (e.g. for nbval)")
     parser.add_argument("--keep-going", action="store_true", help="run the next notebooks after a failure")
+    parser.add_argument("--interactive", action="store_true",
+                        help="not for the book: book=False, progress bars in the notebooks (as in JupyterLab)")
     args = parser.parse_args(argv)
+    book = not (args.interactive or args.prepare_only)
+    if book:
+        os.environ["BRATS_PROGRESS"] = "terminal"  # inherited by the kernels: bars and logs stay out of the book
 
     profile = load_profile(args.profile)
     notebooks = select(numbered_notebooks(), args.only)
@@ -173,11 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     failures = []
     verb = "prepared" if args.prepare_only else "executed"
     for notebook in notebooks:
-        parameters = notebook_parameters(notebook, profile)
+        parameters = notebook_parameters(notebook, profile, book=book)
         shown = ", ".join(f"{k}={v!r}" for k, v in parameters.items())
         print(f"[{args.profile}] {notebook.name} ({shown})", flush=True)
         try:
-            seconds = run(notebook, out_dir, parameters, kernel, args.timeout, args.prepare_only)
+            seconds = run(notebook, out_dir, parameters, kernel, args.timeout, args.prepare_only, args.profile)
         except Exception as exc:  # papermill's error names the failing cell and the exception
             failures.append(notebook.name)
             print(f"FAILED {notebook.name}: {type(exc).__name__}: {exc}".rstrip(), file=sys.stderr, flush=True)
@@ -186,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             continue
         print(f"  {verb} in {seconds:6.1f} s -> {out_dir / notebook.name}", flush=True)
+    if book:
+        print(f"chapters and profile for the intro page -> {write_book_info(out_dir, args.profile)}", flush=True)
     total = time.perf_counter() - total_start
     print(f"total {total:.1f} s for {len(notebooks)} notebook(s), profile {args.profile}"
           + (f"; FAILED: {', '.join(failures)}" if failures else ""), flush=True)

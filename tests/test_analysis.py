@@ -78,28 +78,29 @@ def test_summary_table_formats_mean_std_and_median():
     assert analysis.mean_std(float("nan"), 0.1) == "—"
 
 
-def test_comparison_table_layout_with_published_numbers():
+def test_comparison_table_appends_the_given_published_numbers():
+    """Published numbers given here (not the module's constant): each lands in its own model and region."""
     summary = analysis.summarise_models(tidy_table())
-    table = analysis.comparison_table(summary)
+    published = {"unet3d": {"ET": 0.1234, "RC": 0.5}, "resunet3d": {"SNFH": 0.98765}}
+    table = analysis.comparison_table(summary, published, published_label="paper")
     groups = list(table.columns.get_level_values(0).unique())
-    assert groups == ["3D U-Net", "Residual 3D U-Net", PUBLISHED_LABEL]
-    assert PUBLISHED_LABEL == "Dice as reported by the student project (voxel-wise, its validation set)"
-    published = table[PUBLISHED_LABEL]
-    assert list(published.columns) == ["3D U-Net Dice", "Residual 3D U-Net Dice"]
-    assert published.loc[["ET", "NETC", "SNFH", "RC"], "3D U-Net Dice"].tolist() == ["0.095", "0.297", "0.693",
-                                                                                      "0.524"]
-    assert published.loc[["ET", "NETC", "SNFH", "RC"], "Residual 3D U-Net Dice"].tolist() == [
-        "0.325", "0.422", "0.797", "0.610"]
-    assert published.loc["WT", "3D U-Net Dice"] == "—" and published.loc["TC", "Residual 3D U-Net Dice"] == "—"
+    assert groups == ["3D U-Net", "Residual 3D U-Net", "paper"]
+    theirs = table["paper"]
+    assert list(theirs.columns) == ["3D U-Net Dice", "Residual 3D U-Net Dice"]
+    assert theirs["3D U-Net Dice"].to_dict() == {"WT": "—", "TC": "—", "ET": "0.123", "NETC": "—",
+                                                  "SNFH": "—", "RC": "0.500"}
+    assert theirs["Residual 3D U-Net Dice"].to_dict() == {"WT": "—", "TC": "—", "ET": "—", "NETC": "—",
+                                                          "SNFH": "0.988", "RC": "—"}
     # our own columns are unchanged by the appended group
     assert table.loc["ET", ("3D U-Net", "Dice mean ± std")] == "0.500 ± 0.361"
+    assert PUBLISHED_LABEL == "Dice as reported by the student project (voxel-wise, its validation set)"
 
 
 def test_published_table_numbers():
-    table = analysis.published_table()
-    assert table.loc["SNFH", "Residual 3D U-Net"] == pytest.approx(0.797)
-    assert table.loc["ET", "3D U-Net"] == pytest.approx(0.095)
-    assert np.isnan(table.loc["WT", "3D U-Net"])
+    table = analysis.published_table({"unet3d": {"ET": 0.25, "NETC": 0.5}, "resunet3d": {"RC": 0.75}})
+    assert list(table.columns) == ["3D U-Net", "Residual 3D U-Net"] and list(table.index) == list(REGION_ORDER)
+    assert table.loc["NETC", "3D U-Net"] == 0.5 and table.loc["RC", "Residual 3D U-Net"] == 0.75
+    assert table.isna().sum().sum() == 2 * len(REGION_ORDER) - 3
 
 
 # ------------------------------------------------------------------------------------------ best / worst

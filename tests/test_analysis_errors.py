@@ -116,7 +116,7 @@ def test_bad_inputs_name_the_file(tmp_path):
         analysis.load_pair(job_b)
     # grid mismatch
     _save(tmp_path / "pred" / "B.nii.gz", pred, np.diag([1.0, 1.0, 1.0, 1.0]))
-    with pytest.raises(BratsInputError, match=r"pred/B\.nii\.gz: grid \(affine\) differs"):
+    with pytest.raises(BratsInputError, match=r"pred/B\.nii\.gz: affine differs from the ground truth"):
         analysis.load_pair(job_b)
     # unknown label
     bad = pred.copy()

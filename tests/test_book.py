@@ -1,10 +1,16 @@
-"""The Jupyter Book: built from papermill-executed notebooks, offline, with its figures and a working widget.
+"""The Jupyter Book: built from papermill-executed notebooks, offline, read page by page in a browser.
 
-One build per test session, in a temporary folder: ``00_dataset`` and ``01_eda`` executed with the demo
-profile (fresh executed copies in ``book/executed`` from ``make notebooks`` with the demo profile are reused
-instead of re-running them; ``BRATS_BOOK_REEXECUTE=1`` forces a run), the book sources copied beside them,
-and ``jupyter-book build --warningiserror``. The EDA page is then opened in headless Chromium via
-Playwright with every non-``file://`` request aborted.
+One build per test session, in a temporary folder, of EVERY numbered notebook. Fresh executed copies in
+``book/executed`` (``make notebooks``, demo profile, or ``run_notebooks.py --profile demo,smoke``) are reused when
+their parameters match and they are newer than the code; the others are executed with the ``demo,smoke`` profile
+(the demo data, training cut to a couple of iterations). ``BRATS_BOOK_REEXECUTE=1`` forces a run;
+``BRATS_BOOK_REUSE=1`` reuses executed copies with matching parameters even if the code is newer, and
+``BRATS_BOOK_ONLY=00,02`` builds and checks only those chapters (quick partial checks while editing). The book
+sources are copied beside them and built with ``jupyter-book build --warningiserror``. Every page is then opened
+in headless Chromium via Playwright at 1280 px with every non-``file:`` request aborted, and checked as a reader
+would see it: offline, every image loaded, nothing wider than the content column (unless it is a table marked
+scrollable, class ``brats-scroll``), no stderr, traceback or warning output, no injected parameters cell, and
+no widget control that does nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-BOOK_NOTEBOOKS = ("00_dataset.ipynb", "01_eda.ipynb")  # what this test needs executed
+BOOK_NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+                              if not os.environ.get("BRATS_BOOK_ONLY")  # e.g. "00,02": a quicker partial check
+                              or p.name[:2] in os.environ["BRATS_BOOK_ONLY"].split(",")))
+EXECUTE_PROFILE = "demo,smoke"        # what the test runs when no fresh executed copy is there
+REUSE_PROFILES = ("demo", "demo,smoke")  # executed copies of these profiles are reused
 CDN = re.compile(r"cdn|unpkg|jsdelivr", re.IGNORECASE)
+SCROLL_OK = "brats-scroll"             # class marking a table (or its wrapper) allowed to scroll sideways
 
 pytestmark = pytest.mark.book
 
@@ -53,26 +64,32 @@ def _is_fresh(executed: Path, source: Path, parameters: dict, newer_than: float)
 @pytest.fixture(scope="session")
 def book_html(tmp_path_factory) -> Path:
     runner = _runner()
-    profile = runner.load_profile("demo")
     src = tmp_path_factory.mktemp("book-src")
     executed = src / "book" / "executed"
-    code = [*ROOT.glob("brats_lib/**/*.py"), ROOT / "notebooks" / "profiles" / "demo.yml"]
-    todo = []
+    executed.mkdir(parents=True)
+    code = [*ROOT.glob("brats_lib/**/*.py"), *ROOT.glob("notebooks/profiles/*.yml"),
+            ROOT / "scripts" / "run_notebooks.py"]
+    newest_code = max(p.stat().st_mtime for p in code) if os.environ.get("BRATS_BOOK_REUSE") != "1" else 0.0
+    todo, used = [], set()
     for name in BOOK_NOTEBOOKS:
         source = ROOT / "notebooks" / name
-        newest = max(p.stat().st_mtime for p in [source, *code])
+        newest = max(newest_code, source.stat().st_mtime) if newest_code else 0.0
         reuse = ROOT / "book" / "executed" / name
-        if os.environ.get("BRATS_BOOK_REEXECUTE") != "1" and _is_fresh(
-                reuse, source, runner.notebook_parameters(source, profile), newest):
-            executed.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(reuse, executed / name)
+        for profile in REUSE_PROFILES if os.environ.get("BRATS_BOOK_REEXECUTE") != "1" else ():
+            parameters = runner.notebook_parameters(source, runner.load_profile(profile), book=True)
+            if _is_fresh(reuse, source, parameters, newest):
+                shutil.copy2(reuse, executed / name)
+                used.add(profile)
+                break
         else:
             todo.append(name.removesuffix(".ipynb"))
     if todo:
-        command = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "demo",
+        used.add(EXECUTE_PROFILE)
+        command = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", EXECUTE_PROFILE,
                    "--out", str(executed)] + [a for stem in todo for a in ("--only", stem)]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr[-5000:]
+    runner.write_book_info(executed, " + ".join(sorted(used)))
     if not (ROOT / "book" / "_static" / "vendor" / "embed-amd.js").is_file():
         result = subprocess.run([str(ROOT / "scripts" / "fetch_book_assets.sh")], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -112,11 +129,19 @@ def test_no_cdn_urls_in_built_html(book_html: Path):
 
 
 @pytest.fixture(scope="session")
-def eda_page(book_html: Path, tmp_path_factory):
+def browser(book_html: Path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found (make chromium)")
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def eda_page(browser, book_html: Path, tmp_path_factory):
     blocked: list[str] = []
     errors: list[str] = []
 
@@ -127,18 +152,17 @@ def eda_page(book_html: Path, tmp_path_factory):
             blocked.append(route.request.url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.route("**/*", route)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
-        page.goto((book_html / "book" / "executed" / "01_eda.html").as_uri(), wait_until="load")
-        page.wait_for_selector(".brats-slice-browser .widget-slider", timeout=60_000)
-        page.locator(".brats-slice-browser").scroll_into_view_if_needed()
-        page.screenshot(path=str(tmp_path_factory.mktemp("screens") / "01_eda.png"), full_page=False)
-        yield page, blocked, errors
-        browser.close()
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(120_000)
+    page.route("**/*", route)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: errors.append(f"failed: {request.url}"))
+    page.goto((book_html / "book" / "executed" / "01_eda.html").as_uri(), wait_until="load")
+    page.wait_for_selector(".brats-slice-browser .widget-slider", timeout=60_000)
+    page.locator(".brats-slice-browser").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path_factory.mktemp("screens") / "01_eda.png"), full_page=False)
+    yield page, blocked, errors
+    page.close()
 
 
 @needs_chromium
@@ -179,7 +203,7 @@ def _shown_slice(page) -> tuple[str, str]:
 
 @needs_chromium
 def test_slice_browser_renders_its_controls(eda_page):
-    """The book is executed with ``for_book`` set: controls that need a kernel are replaced by a static panel
+    """The book is executed with ``book=True`` (scripts/run_notebooks.py): controls that need a kernel are replaced by a static panel
     saying so, and the slice slider (jslinked to pre-rendered images) is the one live control."""
     page, _, _ = eda_page
     browser = page.locator(".brats-slice-browser")
@@ -210,3 +234,202 @@ def test_slice_slider_changes_the_slice_offline(eda_page):
         page.keyboard.press("ArrowLeft")
     page.wait_for_timeout(300)
     assert _shown_slice(page) == (readout, pixels)
+
+
+# ------------------------------------------------------------------------- every page, as a reader sees it
+
+PAGES = ("book/intro",) + tuple(f"book/executed/{name.removesuffix('.ipynb')}" for name in BOOK_NOTEBOOKS)
+CHAPTERS = PAGES[1:]
+NOISE = re.compile(r"Traceback \(most recent call last\)|\b\w*Warning\b|\bWARNING\b|it/s\]|\d+%\|")
+
+
+def test_executed_notebooks_have_no_stderr_traceback_or_warning(book_html: Path):
+    executed = book_html.parents[1] / "book" / "executed"
+    noise = {}
+    for path in sorted(executed.glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for index, cell in enumerate(nb["cells"]):
+            for output in cell.get("outputs", []):
+                kind = output["output_type"]
+                if kind == "error" or (kind == "stream" and output.get("name") == "stderr"):
+                    noise.setdefault(path.name, []).append((index, kind, "".join(output.get("text", ""))[:300]
+                                                            or output.get("evalue", "")))
+                    continue
+                data = output.get("data", {})
+                text = "".join(output.get("text", "")) if kind == "stream" else "".join(data.get("text/plain", ""))
+                if NOISE.search(text):
+                    noise.setdefault(path.name, []).append((index, "warning or progress text", text[:300]))
+        if "ProgressModel" in json.dumps(nb.get("metadata", {}).get("widgets", {})):
+            noise.setdefault(path.name, []).append((None, "progress widget (tqdm.notebook) in the widget state", ""))
+    assert not noise, f"stderr, tracebacks, warnings or progress in executed notebooks: {noise}"
+
+
+class OpenPage:
+    """A built page loaded in Chromium, widgets rendered, with the requests it tried and its errors."""
+
+    def __init__(self, browser, html: Path, name: str, screenshots: Path):
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        self.page.set_default_timeout(120_000)  # a loaded 2-core machine loads widget pages slowly
+        self.page.route("**/*", self._route)
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("requestfailed", lambda request: self.errors.append(f"failed: {request.url}"))
+        self.page.goto((html / f"{name}.html").as_uri(), wait_until="load")
+        views = self.page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+        if views:
+            self.page.wait_for_function(
+                "n => document.querySelectorAll('.cell_output .jupyter-widgets').length >= n", arg=views,
+                timeout=60_000)
+            self.page.wait_for_function("() => !document.body.innerText.includes('Loading widget')",
+                                        timeout=60_000)
+        self.page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=60_000)
+        self.page.screenshot(path=str(screenshots / (name.replace("/", "_") + ".png")), full_page=True)
+
+    def _route(self, route):
+        if route.request.url.startswith(("file://", "blob:", "data:")):
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+
+@pytest.fixture(scope="session")
+def pages(browser, book_html: Path, tmp_path_factory):
+    screenshots = tmp_path_factory.mktemp("screens")
+    opened: dict[str, OpenPage] = {}
+
+    def get(name: str) -> OpenPage:
+        if name not in opened:
+            opened[name] = OpenPage(browser, book_html, name, screenshots)
+        return opened[name]
+
+    yield get
+    for page in opened.values():
+        page.page.close()
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", PAGES)
+def test_page_is_offline_and_every_image_loads(pages, name):
+    page = pages(name)
+    assert page.blocked == [], f"{name} tried the network: {page.blocked}"
+    assert page.errors == [], f"{name}: page errors or failed requests: {page.errors}"
+    broken = page.page.evaluate(
+        "() => Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => (i.getAttribute('src') || '').slice(0, 80))")
+    assert broken == [], f"{name}: images that did not load: {broken}"
+
+
+_OVERFLOW_JS = """ok => {
+  const column = document.querySelector('article.bd-article') || document.querySelector('main');
+  const right = column.getBoundingClientRect().right;
+  const describe = el => el.tagName.toLowerCase() + (typeof el.className === 'string' && el.className.trim()
+      ? '.' + el.className.trim().split(/\\s+/).slice(0, 3).join('.') : '')
+      + ' "' + (el.innerText || '').trim().slice(0, 50).replace(/\\s+/g, ' ') + '"';
+  const bad = [];
+  const seen = new Set();
+  for (const el of column.querySelectorAll('*')) {
+    if (el.closest('.' + ok)) continue;
+    if (Array.from(seen).some(s => s.contains(el))) continue;      // reported with an ancestor
+    const style = getComputedStyle(el);
+    if (style.display === 'none' || style.visibility === 'hidden' || el.getClientRects().length === 0) continue;
+    if (['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
+      bad.push(`${describe(el)} scrolls sideways (${el.scrollWidth} px of content in ${el.clientWidth} px)`);
+      seen.add(el);
+      continue;
+    }
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && box.right > right + 1) {
+      bad.push(`${describe(el)} sticks out of the column by ${Math.round(box.right - right)} px`);
+      seen.add(el);
+    }
+  }
+  return bad;
+}"""
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", PAGES)
+def test_page_fits_the_content_column(pages, name):
+    bad = pages(name).page.evaluate(_OVERFLOW_JS, SCROLL_OK)
+    assert bad == [], f"{name}: wider than the content column:\n" + "\n".join(bad[:20])
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", PAGES)
+def test_page_shows_no_error_output_and_no_injected_parameters(pages, name):
+    page = pages(name).page
+    assert page.locator(".cell_output .stderr, .cell_output .traceback, .cell_output .output.error").count() == 0
+    outputs = page.locator(".cell_output").all_inner_texts()
+    noisy = [text[:200] for text in outputs if NOISE.search(text)]
+    assert noisy == [], f"{name}: warning, traceback or progress text in the outputs: {noisy}"
+    assert page.locator(".tag_injected-parameters, .tag_parameters").count() == 0
+    inputs = page.locator(".cell_input").all_inner_texts()
+    assert not [t for t in inputs if t.lstrip().startswith("# Parameters") or "book = True" in t], \
+        f"{name}: the injected parameters cell is shown"
+    if name in CHAPTERS:
+        assert page.get_by_text("Parameters of this run").count() == 1, f"{name}: no single parameters table"
+        assert page.get_by_role("heading", name=re.compile(r"^What this shows")).count() == 1, name
+        title = page.locator("article h1").first.inner_text()
+        assert re.match(r"^\d\d · \S", title), f"{name}: chapter title {title!r} is not 'NN · Title'"
+
+
+_PIXELS_JS = """root => Array.from(root.querySelectorAll('img'))
+  .filter(i => i.offsetParent !== null && i.naturalWidth > 0)
+  .map(i => { const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;
+              const ctx = c.getContext('2d'); ctx.drawImage(i, 0, 0);
+              const d = ctx.getImageData(0, 0, c.width, c.height).data; let h = 0;
+              for (let k = 0; k < d.length; k += 7) h = (h * 31 + d[k]) | 0;
+              return `${c.width}x${c.height}:${h}`; }).join(',')"""
+
+
+def _act(page, kind: str, control) -> None:
+    if kind == "slider":
+        handle = control.locator(".noUi-handle").first
+        handle.focus()
+        for _ in range(2):
+            page.keyboard.press("ArrowRight")
+    elif kind == "dropdown":
+        current = control.input_value()
+        values = [v for v in control.locator("option").evaluate_all("os => os.map(o => o.value)") if v != current]
+        if values:
+            control.select_option(values[0])
+    elif kind == "toggle":
+        control.locator("button:not(.mod-active)").first.click()
+    else:
+        control.click()
+    page.wait_for_timeout(400)
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", PAGES)
+def test_every_widget_control_changes_the_displayed_image(pages, name):
+    """Each control of the book either changes the image its widget shows, without a kernel, or is absent."""
+    page = pages(name).page
+    inert = []
+    outputs = page.locator(".cell_output:has(.jupyter-widgets)")
+    kinds = {"slider": ".widget-slider:not(.widget-readout)", "dropdown": ".widget-dropdown select",
+             "toggle": ".widget-toggle-buttons", "checkbox": ".widget-checkbox input",
+             "button": "button.widget-button"}
+    for i in range(outputs.count()):
+        output = outputs.nth(i)
+        for kind, selector in kinds.items():
+            controls = output.locator(selector)
+            for k in range(controls.count()):
+                control = controls.nth(k)
+                if not control.is_visible():
+                    continue
+                label = control.evaluate("c => (c.closest('.widget-inline-hbox, .widget-box, .widget-hbox') "
+                                         "|| c).innerText.trim().split('\\n')[0]")
+                before = output.evaluate(_PIXELS_JS)
+                _act(page, kind, control)
+                after = output.evaluate(_PIXELS_JS)
+                if kind == "slider" and after == before:  # at the end of its range: go the other way
+                    for _ in range(4):
+                        page.keyboard.press("ArrowLeft")
+                    page.wait_for_timeout(400)
+                    after = output.evaluate(_PIXELS_JS)
+                if not before or after == before:
+                    inert.append(f"{kind} {label!r}")
+    assert inert == [], f"{name}: controls that do not change the displayed image in the static book: {inert}"

@@ -11,13 +11,13 @@ from torch import nn
 
 from brats_lib import cli
 from brats_lib import train as tr
-from brats_lib.evaluation import save_postprocessing, tune_postprocessing
 from brats_lib.inference import (Ensemble, ensemble_predictor, flip_combinations, gaussian_importance_map,
                                  load_postprocessing, predict_case, predict_folder, predict_probabilities,
                                  remove_small_components, sliding_window, window_slices, window_starts)
 from brats_lib.io import discover_cases, load_case
 from brats_lib.models import build_model
-from brats_lib.preprocess import PreprocessConfig, preprocess_case
+from brats_lib.postprocess_tuning import save_postprocessing, tune_postprocessing
+from brats_lib.preprocess import PreprocessConfig, invert_label, preprocess_case
 from conftest import write_tiny_case
 
 AFFINE = np.diag([-1.0, 1.0, 1.0, 1.0])
@@ -227,7 +227,6 @@ def test_small_rc_components_and_threshold_validation():
 
 
 def test_tuning_removes_false_positive_specks_and_is_saved(tmp_path):
-    pytest.importorskip("brats_lib.metrics")
     gts, preds = [], []
     for i in range(2):
         gt = np.zeros((40, 40, 40), np.uint8)
@@ -314,13 +313,35 @@ def test_cli_predicts_a_folder_with_a_trained_run(trained_run, tmp_path, capsys)
 
 def test_ensemble_of_runs_and_postprocess_json_is_applied(trained_run, tmp_path):
     run, raw = trained_run / "run", trained_run / "raw"
-    ensemble_out, plain_out = tmp_path / "ens", tmp_path / "plain"
-    assert cli.main(["predict", "--run", str(run), "--run", str(run), "--in", str(raw), "--out",
+    other = tmp_path / "other_run"  # a second, different run: the trained weights moved at random
+    other.mkdir()
+    (other / "config.json").write_bytes((run / "config.json").read_bytes())
+    state = tr.load_checkpoint(run / "best.pt")
+    generator = torch.Generator().manual_seed(7)
+    state["model"] = {k: v + 0.2 * v.std().nan_to_num() * torch.randn(v.shape, generator=generator)
+                      if v.is_floating_point() and v.numel() > 1 else v for k, v in state["model"].items()}
+    tr.save_checkpoint(other / "best.pt", state)
+    ensemble_out = tmp_path / "ens"
+    assert cli.main(["predict", "--run", str(run), "--run", str(other), "--in", str(raw), "--out",
                      str(ensemble_out), "--device", "cpu", "--no-tta"]) == 0
-    assert cli.main(["predict", "--run", str(run), "--in", str(raw), "--out", str(plain_out), "--device",
-                     "cpu", "--no-tta"]) == 0
-    for a in ensemble_out.iterdir():  # the same network twice: the average is the network itself
-        np.testing.assert_array_equal(nib.load(a).get_fdata(), nib.load(plain_out / a.name).get_fdata())
+    case = discover_cases(raw)[0]
+    loaded = load_case(case)
+    _, p_a, meta = predict_case(run, loaded, device="cpu", tta=False, postprocess=False, return_probabilities=True)
+    _, p_b, _ = predict_case(other, loaded, device="cpu", tta=False, postprocess=False, return_probabilities=True)
+    assert (p_a - p_b).abs().max() > 0.05  # two different runs
+    average = (p_a + p_b) / 2
+    _, p_ens, _ = predict_case([run, other], loaded, device="cpu", tta=False, postprocess=False,
+                               return_probabilities=True)
+    torch.testing.assert_close(p_ens, average, rtol=0, atol=1e-6)
+    expected = invert_label(average.argmax(0).to(torch.uint8).numpy(), meta)
+    top2 = average.topk(2, dim=0).values
+    clear = invert_label((top2[0] - top2[1] > 1e-5).numpy().astype(np.uint8), meta).astype(bool)
+    written = np.asarray(nib.load(ensemble_out / f"{case.case_id}.nii.gz").dataobj)
+    np.testing.assert_array_equal(written[clear], expected[clear])
+    # and the average is not simply one of the two runs
+    label_a = invert_label(p_a.argmax(0).to(torch.uint8).numpy(), meta)
+    label_b = invert_label(p_b.argmax(0).to(torch.uint8).numpy(), meta)
+    assert (written != label_a).any() or (written != label_b).any()
 
     run_copy = tmp_path / "run_pp"
     run_copy.mkdir()

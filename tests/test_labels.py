@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +67,27 @@ def test_region_masks_and_unknown_region():
     assert list(masks) == list(labels.REGION_ORDER)
     with pytest.raises(KeyError, match="unknown region"):
         labels.region_mask(np.arange(5), "XX")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int64, np.float32, np.float64])
+@pytest.mark.parametrize(
+    "values, convention, unknown",
+    [([0, 1, 2, 3, 4], "legacy", [3]), ([4, 0, 6, 2], "2024", [6]), ([0, 2, 200], "2024", [200]),
+     ([1, 1, 9, 0], "legacy", [9])],
+)
+def test_unknown_values_are_found_in_every_dtype_of_a_volume(dtype, values, convention, unknown):
+    seg = np.zeros((6, 5, 4), dtype=dtype)
+    seg.flat[: len(values)] = values
+    with pytest.raises(labels.LabelError, match=re.escape(f"unknown label values {unknown}")):
+        labels.to_2024(seg, convention, source="x")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_valid_volumes_pass_in_every_dtype(dtype):
+    seg = np.zeros((6, 5, 4), dtype=dtype)
+    seg.flat[:4] = [1, 2, 4, 2]
+    np.testing.assert_array_equal(labels.to_2024(seg, "legacy").flat[:4], [1, 2, 3, 2])
+    np.testing.assert_array_equal(labels.to_2024(seg, "2024").flat[:4], [1, 2, 4, 2])
 
 
 # ------------------------------------------------------------------------------------ the house palette

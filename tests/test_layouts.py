@@ -223,8 +223,11 @@ def test_decathlon_task01_reads_channel_order_and_labels_from_dataset_json(tmp_p
     assert dict(case.image_channels) == {"t2f": 0, "t1n": 1, "t1c": 2, "t2w": 3}
     assert case.label_convention == {0: 0, 1: 2, 2: 1, 3: 3}
     loaded = assert_same_case(case, image, label)
-    assert len(loaded.geometry.header.get_data_shape()) == 3  # a prediction written on it is 3D
     np.testing.assert_array_equal(io.load_case_label(case), label)
+    written = nib.load(io.save_label_map(label, loaded.geometry, tmp_path / "pred" / "BRATS_001.nii.gz"))
+    assert written.shape == SHAPE and written.header["dim"][0] == 3  # a 3D map on the 4D input's grid
+    np.testing.assert_array_equal(written.affine, nib.load(case.image_paths["t1n"]).affine)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), label)
 
 
 def test_decathlon_order_is_read_not_assumed(tmp_path):
@@ -537,7 +540,8 @@ def _tiny_2018_copy(source: Path, target: Path) -> dict[str, str]:
         folder = target / "HGG" / new_id
         folder.mkdir(parents=True)
         for c, m in enumerate(io.MODALITIES):
-            nib.save(nib.Nifti1Image(loaded.image[c], loaded.geometry.affine), folder / f"{new_id}_{LEGACY_TAGS[m]}.nii.gz")
+            nib.save(nib.Nifti1Image(loaded.image[c], loaded.geometry.affine),
+                     folder / f"{new_id}_{LEGACY_TAGS[m]}.nii.gz")
         nib.save(nib.Nifti1Image(np.where(label == 3, 4, label).astype(np.uint8), loaded.geometry.affine),
                  folder / f"{new_id}_seg.nii.gz")
         ids[new_id] = case.case_id
@@ -580,3 +584,48 @@ def test_train_and_predict_on_a_2018_folder(tmp_path, capsys):
         # the same voxels as the 2024-layout case it was made from: the same prediction
         np.testing.assert_array_equal(np.asarray(written.dataobj),
                                       np.asarray(nib.load(out24 / f"{old_id}.nii.gz").dataobj))
+
+
+def test_case_files_lying_flat_in_the_root_get_a_hint(tmp_path):
+    image, label = source_arrays()
+    write_legacy(tmp_path, "BraTS2021_00000", image, label)
+    flat = tmp_path / "flat"
+    (tmp_path / "BraTS2021_00000").rename(flat)
+    with pytest.raises(BratsInputError) as info:
+        io.discover_cases(flat)
+    assert str(info.value).endswith(
+        "found: 1 folder(s), 5 NIfTI file(s), 0 dataset.json; BraTS2021_00000_flair.nii.gz is named after "
+        "'BraTS2021_00000', not after its folder 'flat' (each case needs its own folder, named like its files)")
+
+
+def test_symlinked_case_folders_are_read(tmp_path):
+    image, label = source_arrays()
+    folder = write_2024(tmp_path / "store", "BraTS-MET-00001-000", image, label)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "BraTS-MET-00001-000").symlink_to(folder, target_is_directory=True)
+    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
+    (case,) = io.discover_cases(tmp_path / "data")
+    assert case.case_id == "BraTS-MET-00001-000"
+    assert_same_case(case, image, label)
+
+
+@pytest.mark.parametrize("name, modality", [
+    ("FLAIR", "t2f"), ("T2-FLAIR", "t2f"), ("T1w", "t1n"), ("T1", "t1n"), ("native T1", "t1n"), ("t1gd", "t1c"),
+    ("T1ce", "t1c"), ("T1 contrast-enhanced", "t1c"), ("T1-Gd", "t1c"), ("T2w", "t2w"), ("T2", "t2w"),
+    ("DWI", None), ("ADC", None), ("T1 map", None),
+])
+def test_channel_name_spellings(name, modality):
+    assert io.naming.modality_of_channel(name) == modality
+
+
+def test_label_name_spellings_of_known_datasets():
+    read = io.naming.label_values_from_names
+    # Decathlon Task01 (value → name) and its nnU-Net v2 conversion (name → value): 1 edema, 2 NETC, 3 ET
+    assert read(MSD_LABELS, "x") == {0: 0, 1: 2, 2: 1, 3: 3}
+    assert read({"background": 0, "edema": 1, "non-enhancing tumor": 2, "enhancing tumour": 3}, "x") == \
+        {0: 0, 1: 2, 2: 1, 3: 3}
+    # BraTS 2021 in its own numbering, described by name
+    assert read({"background": 0, "NCR/NET": 1, "peritumoral oedema": 2, "GD-enhancing tumor": 4}, "x") == \
+        {0: 0, 1: 1, 2: 2, 4: 3}
+    # region-based with the tumour core listed before the whole tumour, values renumbered
+    assert read({"background": 0, "TC": [5, 7], "WT": [5, 6, 7], "ET": [7]}, "x") == {0: 0, 5: 1, 6: 2, 7: 3}

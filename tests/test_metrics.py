@@ -21,6 +21,7 @@ from brats_lib.metrics import (
     surface_distances,
 )
 from brats_lib.metrics import lesionwise as lw
+from brats_lib.metrics import evaluate as evaluate_module
 from brats_lib.metrics.evaluate import TABLE_COLUMNS
 
 SHAPE = (40, 40, 40)
@@ -60,7 +61,8 @@ def random_blobs(seed: int, shape=(24, 26, 22), n=3) -> np.ndarray:
 )
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_surface_distances_match_deepmind_bit_for_bit(seed, spacing):
-    deepmind = pytest.importorskip("surface_distance")
+    import surface_distance as deepmind  # a declared dependency (pyproject.toml)
+
     a, b = random_blobs(seed), random_blobs(seed + 100)
     expected = deepmind.compute_surface_distances(a, b, spacing)
     mine = surface_distances(a, b, spacing)
@@ -322,7 +324,7 @@ def folders(tmp_path):
     pred_dir.mkdir()
     gt_dir.mkdir()
     gt_a = cube(blank(), (10, 10, 10), 4, 2)
-    save(gt_a, gt_dir / "case-a-seg.nii.gz")
+    save(gt_a, gt_dir / "case-a-seg.nii.gz", spacing=(2.0, 1.0, 1.0))
     save(np.roll(gt_a, 1, axis=0), pred_dir / "case-a.nii.gz", spacing=(2.0, 1.0, 1.0))
     save(blank(), gt_dir / "case-b.nii.gz")
     save(cube(blank(), (5, 5, 5), 3, 3), pred_dir / "case-b.nii.gz")
@@ -394,3 +396,166 @@ def test_evaluate_folders_reads_a_dataset_root_and_converts_legacy_labels(tmp_pa
     assert list(et.index) == ["BraTS-GLI-00001-000", "BraTS2021_00002"]
     assert (et["LesionWise_Score_Dice"] == 1.0).all()  # legacy ET 4 became 3
     assert (table[table["region"] == "RC"]["Num_FP"] == 0).all()
+
+
+# ------------------------------------------------------------------------------- fast paths, known answers
+
+F32 = tuple(float(np.float32(s)) for s in (1.1, 0.9, 2.2))  # not exact in float32, like aniso-00014
+
+
+def blobs_with_a_far_false_positive(seed: int, labelled: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping blob maps, the second with a distant extra blob (its HD95 lies beyond the shells)."""
+    a = random_blobs(seed, shape=(40, 36, 30)).astype(np.uint8)
+    b = random_blobs(seed + 50, shape=(40, 36, 30)).astype(np.uint8)
+    b[30:38, 28:34, 22:28] = 1
+    if labelled:  # lesion ids ≠ 1: interiors count as surface (the legacy quirk)
+        a, _ = ndimage.label(a)
+        b, _ = ndimage.label(b)
+    return a, b
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.9375, 0.9375, 1.5), (2.0, 1.0, 1.0), F32])
+@pytest.mark.parametrize("labelled", [False, True])
+@pytest.mark.parametrize("route", ["kd-tree", "transform"])
+def test_fast_hd95_equals_the_distance_transform_reference(spacing, labelled, route, monkeypatch):
+    """Every route of the fast HD95 gives the reference's float (itself DeepMind's, tested above)."""
+    monkeypatch.setattr(surface, "_KD_COST", 0.0 if route == "kd-tree" else 1.0)
+    for seed in range(3):
+        a, b = blobs_with_a_far_false_positive(seed, labelled)
+        reference = surface.robust_hausdorff(surface.surface_distances(a, b, spacing))
+        assert surface.fast_hd95(a, b, spacing) == reference
+        assert surface.fast_hd95(b, a, spacing) == reference
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.9375, 0.9375, 1.5)])
+def test_fast_hd95_certifies_without_falling_back(spacing, monkeypatch):
+    """On exact-arithmetic spacings the fast path decides alone: no distance transform of the reference."""
+    cases = [blobs_with_a_far_false_positive(s, labelled) for s in range(2) for labelled in (False, True)]
+    expected = [surface.robust_hausdorff(surface.surface_distances(a, b, spacing)) for a, b in cases]
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("fell back to the reference distance transform")
+
+    monkeypatch.setattr(surface, "surface_distances", no_fallback)
+    assert [surface.fast_hd95(a, b, spacing) for a, b in cases] == expected
+
+
+def test_fast_hd95_known_values():
+    a, b = blank(), blank()
+    a[10, 10, 10] = 1
+    b[13, 10, 10] = 1
+    assert surface.fast_hd95(a, b, (1.0, 1.0, 1.0)) == 3.0
+    assert surface.fast_hd95(a, b, (2.0, 1.0, 1.0)) == 6.0
+    b[:] = 0
+    b[10, 10, 30] = 1  # corners 19 and 20 voxels apart along the last axis: beyond the shells
+    assert surface.fast_hd95(a, b, (1.0, 1.0, 1.5)) == 30.0  # the farther corners (4 of 8 ≥ 95 %)
+    assert math.isinf(surface.fast_hd95(a, np.zeros_like(a)))
+
+
+@pytest.mark.parametrize("iterations", [1, 3, 5])
+def test_separable_s18_dilation_equals_scipy(iterations):
+    mask = np.random.default_rng(iterations).random((17, 19, 15)) > 0.97
+    expected = ndimage.binary_dilation(mask, structure=lw.S18, iterations=iterations)
+    np.testing.assert_array_equal(lw.dilate_s18(mask, iterations), expected)
+
+
+# ----------------------------------------------------------------------------------- brats evaluate (CLI)
+
+
+def run_evaluate(*args: str) -> int:
+    from brats_lib import cli
+
+    return cli.main(["evaluate", *args])
+
+
+def test_evaluate_command_writes_seconds_and_the_lesion_table(folders, tmp_path, capsys):
+    pred_dir, gt_dir = folders
+    out, lesions_csv = tmp_path / "metrics.csv", tmp_path / "lesions.csv"
+    assert run_evaluate("--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out),
+                        "--lesions", str(lesions_csv)) == 0
+    table, lesions = pd.read_csv(out), pd.read_csv(lesions_csv)
+    assert list(table.columns)[-1] == "seconds"
+    per_case = table.groupby("case")["seconds"]
+    assert (per_case.nunique() == 1).all() and (per_case.first() > 0).all()
+    assert list(lesions.columns) == ["case", *lw.LESION_COLUMNS]
+    # case-a: one GT lesion per region of {1, 2, 3}: WT, TC, NETC, SNFH, ET (the cube is label 2 → WT, SNFH).
+    a = lesions[lesions["case"] == "case-a"]
+    assert list(a["Label"]) == ["WT", "SNFH"]
+    assert list(a["predicted_lesion_numbers"]) == ["[1]", "[1]"]
+    assert list(a["gt_lesion_vol"]) == [128.0, 128.0]  # 4³ voxels of 2 mm³
+    assert (lesions["case"] == "case-b").sum() == 0  # an empty ground truth has no lesion rows
+    assert "lesion table" in capsys.readouterr().out
+
+
+def legacy_pair(tmp_path):
+    """A ground truth with ET (3) and a prediction of the same tumour in the 2018–2021 labels (ET = 4)."""
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    gt = cube(cube(blank(), (10, 10, 10), 8, 2), (12, 12, 12), 4, 3)
+    save(gt, gt_dir / "c1-seg.nii.gz")
+    legacy = gt.copy()
+    legacy[gt == 3] = 4
+    save(legacy, pred_dir / "c1.nii.gz")
+    return pred_dir, gt_dir
+
+
+def test_pred_labels_legacy_converts_4_to_et(tmp_path):
+    pred_dir, gt_dir = legacy_pair(tmp_path)
+    out = tmp_path / "legacy.csv"
+    assert run_evaluate("--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out),
+                        "--pred-labels", "legacy") == 0
+    table = pd.read_csv(out).set_index("region")
+    assert table.loc["ET", "LesionWise_Score_Dice"] == 1.0
+    assert table.loc["RC", "Num_FP"] == 0
+
+
+def test_a_legacy_looking_prediction_read_as_2024_is_scored_with_a_warning(tmp_path, capsys):
+    pred_dir, gt_dir = legacy_pair(tmp_path)
+    out = tmp_path / "as2024.csv"
+    assert run_evaluate("--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out)) == 0
+    err = capsys.readouterr().err
+    assert "c1.nii.gz" in err and "2018–2021 convention" in err and "--pred-labels legacy" in err
+    table = pd.read_csv(out).set_index("region")
+    assert table.loc["ET", "LesionWise_Score_Dice"] == 0.0  # 4 read as RC: ET missed, RC a false positive
+    assert table.loc["RC", "Num_FP"] == 1
+    with pytest.warns(evaluate_module.LabelConventionWarning, match="looks like the 2018–2021"):
+        evaluate_folders(pred_dir, gt_dir, None, progress=False)
+
+
+def test_a_2024_prediction_raises_no_convention_warning(tmp_path, capsys):
+    pred_dir, gt_dir = legacy_pair(tmp_path)
+    gt = nib.load(gt_dir / "c1-seg.nii.gz").get_fdata().astype(np.uint8)
+    save(gt, pred_dir / "c1.nii.gz")
+    assert run_evaluate("--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(tmp_path / "o.csv")) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_prediction_on_another_grid_is_one_clear_error_naming_both_files(tmp_path, capsys):
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    seg = cube(blank(), (10, 10, 10), 4, 2)
+    save(seg, gt_dir / "c1-seg.nii.gz")
+    shifted = np.diag([1.0, 1.0, 1.0, 1.0])
+    shifted[:3, 3] = (5.0, 0.0, 0.0)  # same shape and spacing, another origin
+    nib.save(nib.Nifti1Image(seg, shifted), str(pred_dir / "c1.nii.gz"))
+    out = tmp_path / "o.csv"
+    assert run_evaluate("--pred", str(pred_dir), "--gt", str(gt_dir), "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(pred_dir / "c1.nii.gz") in err and str(gt_dir / "c1-seg.nii.gz") in err and "affine" in err
+    assert not out.exists()
+
+
+def test_a_dataset_root_with_a_stray_nifti_at_its_top_is_still_a_dataset_root(tmp_path):
+    gt_root, pred_dir = tmp_path / "dataset", tmp_path / "pred"
+    pred_dir.mkdir()
+    case = gt_root / "BraTS-GLI-00001-000"
+    case.mkdir(parents=True)
+    save(cube(blank(), (10, 10, 10), 4, 3), case / "BraTS-GLI-00001-000-seg.nii.gz")
+    save(blank(), gt_root / "template.nii.gz")  # the stray file
+    save(cube(blank(), (10, 10, 10), 4, 3), pred_dir / "BraTS-GLI-00001-000.nii.gz")
+    table = evaluate_folders(pred_dir, gt_root, None, progress=False)
+    assert set(table["case"]) == {"BraTS-GLI-00001-000"}
+    assert table.set_index("region").loc["ET", "LesionWise_Score_Dice"] == 1.0

@@ -3,8 +3,10 @@ import itertools
 import pytest
 import torch
 
-from brats_lib.models import (FCNN, MODELS, ResidualUNet3D, UNet3D, build_model, count_parameters,
-                              decode_logits, decode_probabilities, describe, region_targets)
+from torch import nn
+
+from brats_lib.models import (FCNN, MODELS, ResidualUNet3D, StudentEncoderDecoder, StudentFCNN, UNet3D, build_model,
+                              count_parameters, decode_logits, decode_probabilities, describe, region_targets)
 
 torch.set_num_threads(2)
 
@@ -12,7 +14,7 @@ SHAPE_CASES = [
     # name, features, n_conv, kernel, norm, nonlin, mode, deep_supervision
     (name, feats, n_conv, kernel, norm, nonlin, mode, ds)
     for name, (feats, n_conv, kernel, norm, nonlin, mode, ds) in itertools.product(
-        MODELS,
+        [m for m in MODELS if m != "student_fcnn"],  # one fixed stage: tested below
         [
             ((4, 8, 8, 16), 2, 3, "instance", "leaky_relu", "softmax", False),
             ((4, 8, 8, 16, 16), 3, 3, "batch", "relu", "regions", True),
@@ -132,3 +134,56 @@ def test_tiny_model_overfits_one_patch():
     model.eval()
     with torch.no_grad():
         assert (model(x).argmax(1) == label).float().mean().item() > 0.95  # background alone is 56 %
+
+
+def _layers(module, *types):
+    return [m for m in module.modules() if isinstance(m, types)]
+
+
+def test_student_fcnn_is_one_convolution_max_pool_and_transposed_convolution():
+    model = build_model({"name": "student_fcnn"})
+    assert isinstance(model, StudentFCNN)
+    convs = _layers(model, nn.Conv3d, nn.ConvTranspose3d, nn.MaxPool3d, nn.BatchNorm3d, nn.ReLU)
+    assert [type(m).__name__ for m in convs] == ["Conv3d", "BatchNorm3d", "ReLU", "MaxPool3d", "ConvTranspose3d"]
+    conv, _, _, pool, up = convs
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size) == (4, 32, (3, 3, 3))
+    assert pool.kernel_size == 2
+    assert (up.in_channels, up.out_channels, up.kernel_size, up.stride) == (32, 5, (2, 2, 2), (2, 2, 2))
+    x = torch.randn(2, 4, 8, 8, 8)
+    out = model(x)  # the student's forward returned nothing: this one returns logits, not probabilities
+    assert out.shape == (2, 5, 8, 8, 8)
+    assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))
+    with pytest.raises(ValueError, match="one stage of one convolution"):
+        StudentFCNN(features_per_stage=(32, 64))
+
+
+def test_student_encoder_decoder_has_the_student_layer_structure():
+    model = build_model({"name": "student_encdec", "output_mode": "softmax"})
+    assert isinstance(model, StudentEncoderDecoder) and not model.skip_connections
+    convs = [m for m in _layers(model, nn.Conv3d) if m.kernel_size == (3, 3, 3)]
+    # encoder 4→32→32, 32→64→64, 64→128→128; decoder (no skips: input = upsampled only) 64→64→64, 32→32→32
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (4, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128), (64, 64), (64, 64), (32, 32), (32, 32)]
+    assert all(c.stride == (1, 1, 1) for c in convs)  # downsampling by max-pooling, not strided convolutions
+    assert len(_layers(model, nn.MaxPool3d)) == 2
+    ups = _layers(model, nn.ConvTranspose3d)
+    assert [(u.in_channels, u.out_channels) for u in ups] == [(128, 64), (64, 32)]
+    assert len(_layers(model, nn.BatchNorm3d)) == 10 and not _layers(model, nn.InstanceNorm3d)
+    assert len(_layers(model, nn.ReLU)) == 10 and not _layers(model, nn.LeakyReLU)
+    head = model.heads[0]
+    assert (head.in_channels, head.out_channels, head.kernel_size) == (32, 5, (1, 1, 1))
+    assert model(torch.randn(1, 4, 8, 8, 8)).shape == (1, 5, 8, 8, 8)
+
+
+def test_residual_placement_and_downsampling_are_arguments():
+    enc_only = ResidualUNet3D(features_per_stage=(4, 8, 16), decoder_block="conv")
+    dec_only = UNet3D(features_per_stage=(4, 8, 16), decoder_block="residual")
+    assert all(type(s).__name__ == "ResidualBlock" for s in enc_only.encoder)
+    assert all(type(s).__name__ == "StackedConvs" for s in enc_only.decoder)
+    assert all(type(s).__name__ == "StackedConvs" for s in dec_only.encoder)
+    assert all(type(s).__name__ == "ResidualBlock" for s in dec_only.decoder)
+    pooled = UNet3D(features_per_stage=(4, 8, 16), downsample="maxpool")
+    assert isinstance(pooled.encoder[1][0], nn.MaxPool3d) and pooled.encoder[1][1][0][0].stride == (1, 1, 1)
+    assert UNet3D(features_per_stage=(4, 8, 16)).encoder[1][0][0].stride == (2, 2, 2)
+    with pytest.raises(ValueError, match="unknown downsample"):
+        UNet3D(features_per_stage=(4, 8), downsample="avg")

@@ -77,26 +77,29 @@ def dice(a, b):
 
 # ----------------------------------------------------------------------------------- shapes and inversion
 
-# (volume shape, margin, downsample, expected cache shape or None to derive from the crop)
+# (volume shape, margin, downsample, expected crop box, expected cache shape), worked out by hand from
+# synthetic_volumes: the brain is the ellipsoid |x - n/2| <= 0.35 n per axis (labels lie inside it), so for
+# n = 40: voxels 6..34, n = 48: 8..40, n = 33: 5..28, n = 41: 7..34, n = 29: 5..24, n = 16: 3..13; the box
+# is that ± margin, clipped to the volume, then grown about its centre to a multiple of an integer factor;
+# the cache shape is round-half-up(box / factor).
 SHAPE_CASES = [
-    ((40, 48, 40), 0, 1, None),
-    ((40, 48, 40), 3, 1, None),
-    ((40, 48, 40), 100, 1, (40, 48, 40)),  # margin larger than the volume: clipped to it
-    ((33, 41, 29), 2, 2, None),  # odd sizes
-    ((40, 48, 40), 2, 1.5, None),  # non-integer factor
-    ((16, 16, 16), 1, 4, None),
-    ((15, 17, 13), 100, 4, (4, 5, 4)),  # factor-aligned box larger than the volume: zero padding
+    ((40, 48, 40), 0, 1, ((6, 35), (8, 41), (6, 35)), (29, 33, 29)),
+    ((40, 48, 40), 3, 1, ((3, 38), (5, 44), (3, 38)), (35, 39, 35)),
+    ((40, 48, 40), 100, 1, ((0, 40), (0, 48), (0, 40)), (40, 48, 40)),  # margin beyond the volume: clipped
+    ((33, 41, 29), 2, 2, ((3, 31), (5, 37), (3, 27)), (14, 16, 12)),  # odd sizes
+    ((40, 48, 40), 2, 1.5, ((4, 37), (6, 43), (4, 37)), (22, 25, 22)),  # non-integer factor: box as is
+    ((16, 16, 16), 1, 4, ((0, 16), (0, 16), (0, 16)), (4, 4, 4)),  # 13 voxels grow to 16 = the volume
+    # the whole volume grows to 16, 20, 16 about its centre (extra ⌊e/2⌋ before): beyond it, zero padding
+    ((15, 17, 13), 100, 4, ((0, 16), (-1, 19), (-1, 15)), (4, 5, 4)),
 ]
 
 
-@pytest.mark.parametrize("shape,margin,factor,expected", SHAPE_CASES)
-def test_shapes_and_meta(shape, margin, factor, expected):
+@pytest.mark.parametrize("shape,margin,factor,box,out_shape", SHAPE_CASES)
+def test_shapes_and_meta(shape, margin, factor, box, out_shape):
     image, label = synthetic_volumes(shape)
     pre = pp.preprocess_case(loaded_case(image, label), pp.PreprocessConfig(margin=margin, downsample=factor))
-    crop_shape = tuple(hi - lo for lo, hi in pre.meta["crop_box"])
-    out_shape = pp.resampled_shape(crop_shape, factor)
-    if expected is not None:
-        assert out_shape == expected
+    assert tuple(tuple(b) for b in pre.meta["crop_box"]) == box
+    crop_shape = tuple(hi - lo for lo, hi in box)
     assert pre.image.shape == (4,) + out_shape and pre.image.dtype == np.float32
     assert pre.label.shape == out_shape and pre.label.dtype == np.uint8
     assert tuple(pre.meta["shape"]) == out_shape and tuple(pre.meta["original_shape"]) == shape
@@ -315,7 +318,7 @@ def test_non_finite_image_never_reaches_the_cache(tmp_path):
     image, label = synthetic_volumes()
     pre = pp.preprocess_case(loaded_case(image, label), pp.PreprocessConfig())
     pre.image[0, 0, 0, 0] = np.nan
-    with pytest.raises(AssertionError, match="non-finite"):
+    with pytest.raises(RuntimeError, match="non-finite"):
         pp.write_cached_case(tmp_path, pre, pp.PreprocessConfig())
     assert pp.read_meta(tmp_path, pre.meta["case_id"]) is None
 
@@ -324,8 +327,9 @@ def test_float16_overflow_is_caught(tmp_path):
     image, label = synthetic_volumes()
     pre = pp.preprocess_case(loaded_case(image, label), pp.PreprocessConfig())
     pre.image[0, 1, 1, 1] = 1e6  # finite in float32, inf in float16
-    with pytest.raises(AssertionError):
+    with pytest.raises(BratsInputError, match="BraTS-GLI-00001-000: normalised intensities overflow float16"):
         pp.write_cached_case(tmp_path, pre, pp.PreprocessConfig(dtype="float16"))
+    assert pp.read_meta(tmp_path, pre.meta["case_id"]) is None
 
 
 def test_cli_preprocess(dataset, tmp_path, capsys):

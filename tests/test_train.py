@@ -2,8 +2,15 @@
 
 import csv
 import json
+import logging
 import os
+import random
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +20,8 @@ import torch.multiprocessing as mp
 from brats_lib import train as tr
 from brats_lib.labels import REGION_ORDER
 from conftest import write_tiny_case
+
+REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
@@ -50,7 +59,12 @@ def test_run_directory_is_self_describing(dataset, tmp_path):
     assert state["epoch"] == 1 and set(state) >= {"model", "optimizer", "scheduler", "rng", "config", "history"}
     model, cfg = tr.load_run_model(run)
     assert not model.training and cfg.output_mode == "softmax"
-    assert (tmp_path / "run").stat().st_size > 0 and not list(run.glob(".*tmp*"))
+    written = json.loads((run / "metrics.json").read_text())
+    expected = [{k: (float(v) if k != "epoch" else int(v)) for k, v in r.items()} for r in rows]
+    assert [list(w) for w in written] == [list(e) for e in expected]
+    for w, e in zip(written, expected):  # NaN = a region absent from both prediction and truth
+        np.testing.assert_array_equal(np.array(list(w.values()), float), np.array(list(e.values()), float))
+    assert tr.load_checkpoint(run / "best.pt")["epoch"] in (0, 1) and not list(run.glob(".*tmp*"))
 
 
 def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
@@ -69,7 +83,7 @@ def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    tr.train(_config(dataset, run, epochs=1), progress=False)
+    tr.train(_config(dataset, run, epochs=2, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
     good = _weights(run)
     original = tr.Trainer._train_epoch
 
@@ -100,9 +114,11 @@ def _ddp_worker(rank, world, port, config_dict):
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_gloo_processes_match_one_process_with_the_combined_batch(dataset, tmp_path):
-    # SGD: the update is linear in the gradient, so float rounding of the all-reduce stays tiny (Adam amplifies it)
-    common = dict(loss="ce", augment=False, epochs=1, iterations_per_epoch=2, optimizer="sgd", model={
+@pytest.mark.parametrize("loss", ["ce", "dice_ce"])
+def test_ddp_two_gloo_processes_match_one_process_with_the_combined_batch(dataset, tmp_path, loss):
+    # SGD: the update is linear in the gradient, so float rounding of the all-reduce stays tiny (Adam amplifies it).
+    # dice_ce: the batch-Dice statistics are all-reduced, so the Dice term is the combined batch's too.
+    common = dict(loss=loss, augment=False, epochs=1, iterations_per_epoch=2, optimizer="sgd", model={
         "name": "unet3d", "features_per_stage": [4, 8, 16], "norm": "instance"})
     single = _config(dataset, tmp_path / "single", batch_size=2, **common)
     tr.train(single, progress=False)
@@ -173,3 +189,182 @@ def test_report_figures_from_a_run(dataset, tmp_path):
     assert len(fig.axes) == 6
     with pytest.raises(FileNotFoundError, match="no metrics yet"):
         report.read_history(tmp_path / "nothing")
+
+
+def test_encoder_grad_norms_are_per_stage_l2_norms():
+    model = tr.build_model({"name": "unet3d", "features_per_stage": [4, 8, 16]})
+    assert tr.encoder_grad_norms(model) is None  # no backward pass yet
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    norms = tr.encoder_grad_norms(model)
+    sizes = [sum(p.numel() for p in stage.parameters()) for stage in model.encoder]
+    assert norms.shape == (3,)
+    torch.testing.assert_close(norms, 2.0 * torch.tensor(sizes, dtype=torch.float32).sqrt())
+    assert tr.encoder_grad_norms(torch.nn.Linear(2, 2)) is None
+
+
+def test_gradient_norms_and_training_dice_appear_in_metrics_csv(dataset, tmp_path, monkeypatch):
+    calls = []
+    real = tr.encoder_grad_norms
+
+    def recorded(model):
+        calls.append(real(model))
+        return torch.tensor([1.0, 2.0, 3.0]) * len(calls)  # samples 1, 2 → their mean is 1.5 × (1, 2, 3)
+
+    monkeypatch.setattr(tr, "encoder_grad_norms", recorded)
+    run = tmp_path / "run"
+    tr.train(_config(dataset, run, epochs=1, iterations_per_epoch=3, grad_norm_every=2), progress=False)
+    assert len(calls) == 2 and all(c.shape == (3,) and (c > 0).all() for c in calls)  # iterations 1 and 3
+    row = next(csv.DictReader(open(run / "metrics.csv")))
+    assert [k for k in row if k.startswith("grad_norm_")] == ["grad_norm_stage1", "grad_norm_stage2",
+                                                              "grad_norm_stage3"]
+    assert [float(row[f"grad_norm_stage{i}"]) for i in (1, 2, 3)] == [1.5, 3.0, 4.5]
+    for region in REGION_ORDER:
+        value = float(row[f"train_dice_{region}"])
+        assert np.isnan(value) or 0.0 <= value <= 1.0
+    assert 0.0 < float(row["train_dice_WT"])  # every training patch of the tiny cases holds tumour
+
+    monkeypatch.setattr(tr, "encoder_grad_norms", real)
+    tr.train(_config(dataset, tmp_path / "off", epochs=1, iterations_per_epoch=2, grad_norm_every=0), progress=False)
+    assert not [k for k in next(csv.DictReader(open(tmp_path / "off" / "metrics.csv"))) if k.startswith("grad_norm")]
+
+
+def test_dice_and_gradient_curves():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    from brats_lib import report
+
+    history = pd.DataFrame({"epoch": [1, 2], "train_dice_WT": [0.2, 0.6], "val_dice_WT": [0.1, 0.4],
+                            "grad_norm_stage10": [0.5, 0.4], "grad_norm_stage2": [2.0, 1.0],
+                            "grad_norm_stage1": [4.0, 3.0]})
+    assert report.grad_norm_columns(history) == ["grad_norm_stage1", "grad_norm_stage2", "grad_norm_stage10"]
+    fig = report.plot_dice_and_gradients(history, regions=("WT", "ET"))
+    dice_ax, grad_ax = fig.axes
+    assert [line.get_label() for line in dice_ax.lines] == ["WT train", "WT val."]  # ET has no columns
+    assert [line.get_linestyle() for line in dice_ax.lines] == ["--", "-"]
+    assert [line.get_label() for line in grad_ax.lines] == ["stage 1", "stage 2", "stage 10"]
+    assert list(grad_ax.lines[0].get_ydata()) == [4.0, 3.0] and grad_ax.get_yscale() == "log"
+    assert fig.get_size_inches()[0] <= 7
+
+
+def test_resume_under_a_changed_config_needs_override_and_warns(dataset, tmp_path, caplog):
+    run = tmp_path / "run"
+    tr.train(_config(dataset, run, epochs=2, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
+    with pytest.raises(tr.BratsConfigError, match=r"differs from the run's config\.json \(lr: 0\.01 -> 0\.002\)"):
+        tr.train(_config(dataset, run, epochs=2, lr=2e-3), progress=False)
+    assert tr.load_checkpoint(run / "last.pt")["epoch"] == 0  # untouched
+    with caplog.at_level(logging.WARNING, logger="brats_lib.train"):
+        history = tr.train(_config(dataset, run, epochs=2, lr=2e-3), progress=False, override=True)
+    assert len(history) == 2 and "--override" in caplog.text and "lr: 0.01 -> 0.002" in caplog.text
+    assert tr.TrainConfig.load(run / "config.json").lr == 2e-3
+
+
+class _Probe(tr.Trainer):
+    """A Trainer that records, for each training forward, the output dtype and the input's memory format."""
+
+    def _build(self, splits):
+        super()._build(splits)
+        self.seen = []
+        self.model.register_forward_hook(lambda module, args, out: self.seen.append(
+            (out.dtype, args[0].is_contiguous(memory_format=torch.channels_last_3d))) if module.training else None)
+
+
+def test_bf16_autocast_and_channels_last_3d_paths_run_on_cpu(dataset, tmp_path):
+    """The CUDA-only settings (bf16 autocast, channels_last_3d) switched on for CPU, which supports both."""
+    trainer = _Probe(_config(dataset, tmp_path / "run", epochs=1), progress=False)
+    trainer.amp = trainer.channels_last = True
+    history = trainer.run()
+    assert trainer.seen and all(s == (torch.bfloat16, True) for s in trainer.seen)
+    conv = next(p for p in trainer.model.parameters() if p.dim() == 5)
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+    assert np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["val_loss"])
+    torch.manual_seed(trainer.config.seed)
+    initial = tr.build_model(trainer.config.model_config()).state_dict()
+    trained = _weights(tmp_path / "run")
+    assert any(not torch.equal(trained[k], initial[k]) for k in trained)
+
+
+def test_torch_compile_smoke(dataset, tmp_path):
+    """``compile=True`` wraps the network in torch.compile (inductor: needs a C++ compiler); the compiled tiny
+    network computes what the eager one does (forward only, to keep the compilation short)."""
+    import shutil
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        pytest.skip("no C++ compiler on PATH: torch.compile's inductor backend cannot build CPU kernels")
+    config = _config(dataset, tmp_path / "run", compile=True, model={"name": "unet3d", "features_per_stage": [2, 4]},
+                     patch_size=8)
+    trainer = tr.Trainer(config, progress=False)
+    trainer._build(tr.prepare_data(config, progress=False))
+    assert type(trainer.forward_model).__name__ == "OptimizedModule"
+    trainer.model.eval()
+    image = torch.randn(1, 4, 8, 8, 8)
+    with torch.no_grad():
+        compiled, eager = trainer.forward_model(image), trainer.model(image)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- SIGKILL and resume
+
+
+def _read_run(run: Path) -> dict:
+    """Everything a reader of a run directory relies on, checked readable and consistent; raises otherwise."""
+    out = {}
+    if (run / "config.json").exists():
+        tr.TrainConfig.load(run / "config.json")
+    last = tr.load_checkpoint(run / "last.pt") if (run / "last.pt").exists() else None
+    rows = list(csv.DictReader(open(run / "metrics.csv"))) if (run / "metrics.csv").exists() else []
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert json.loads((run / "metrics.json").read_text())[-1]["epoch"] == len(rows) if rows else True
+    done = 0 if last is None else last["epoch"] + 1
+    assert done == (0 if last is None else len(last["history"]))
+    assert len(rows) in (done, done + 1), (len(rows), done)  # metrics at most the epoch being committed ahead
+    for row, kept in zip(rows, last["history"] if last else []):
+        assert float(row["train_loss"]) == kept["train_loss"]
+    if (run / "best.pt").exists():
+        assert tr.load_checkpoint(run / "best.pt")["epoch"] < max(len(rows), 1)
+    out["epochs_done"] = done
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_moment_then_resume_equals_an_uninterrupted_run(dataset, tmp_path):
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = random.Random(seed)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+    def command(name):
+        config = _config(dataset, tmp_path / name, epochs=3, cache_dir=str(tmp_path / f"{name}_cache"))
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(config.to_dict()))
+        return [sys.executable, "-m", "brats_lib.cli", "train", "--config", str(path)]
+
+    started = time.perf_counter()
+    subprocess.run(command("full"), env=env, cwd=REPO, check=True, capture_output=True, timeout=900)
+    duration = time.perf_counter() - started
+    killed_at = []
+    for _ in range(2):
+        process = subprocess.Popen(command("killed"), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        delay = rng.uniform(0.25, 1.0) * duration
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            killed_at.append(round(delay, 1))
+        state = _read_run(tmp_path / "killed")
+        killed_at.append(f"{state['epochs_done']} epoch(s) committed")
+    done = subprocess.run(command("killed"), env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    note = f"random seed {seed}, uninterrupted run {duration:.1f} s, kills after (s): {killed_at}"
+    assert done.returncode == 0, f"{note}\n{done.stderr[-2000:]}"
+    full, resumed = tmp_path / "full", tmp_path / "killed"
+    assert _read_run(resumed)["epochs_done"] == 3, note
+    for name in ("last.pt", "best.pt"):
+        a, b = _weights(full, name), _weights(resumed, name)
+        assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs; {note}"
+    rows_a = list(csv.DictReader(open(full / "metrics.csv")))
+    rows_b = list(csv.DictReader(open(resumed / "metrics.csv")))
+    for a, b in zip(rows_a, rows_b, strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}, note

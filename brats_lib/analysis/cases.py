@@ -109,7 +109,7 @@ def analyse_predictions(pred_dirs: Mapping[str, str | Path], gt_dir: str | Path,
     plans = {model: plan_pairs(folder, gt_dir, case_ids) for model, folder in pred_dirs.items()}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         bar = tqdm(total=sum(len(p) for p in plans.values()), desc="analyse", unit="case")
     for model, jobs in plans.items():

@@ -83,11 +83,15 @@ def check_same_grid(pred_path, pred_shape, pred_affine, gt_path, gt_shape, gt_af
 
 
 def load_pair(job: CaseJob) -> Pair:
-    """Read and check one :class:`~brats_lib.metrics.evaluate.CaseJob` (prediction in the 2024 convention,
-    ground truth in its own, converted)."""
-    pred, pred_affine = read_label_map(job.pred_path, "2024")
-    gt, gt_affine = read_label_map(job.gt_path, job.gt_convention)
-    check_same_grid(job.pred_path, pred.shape, pred_affine, job.gt_path, gt.shape, gt_affine)
+    """Read and check one :class:`~brats_lib.metrics.evaluate.CaseJob` exactly as ``brats evaluate`` does
+    (:func:`brats_lib.metrics.evaluate.load_pair`: labels converted from each file's convention, shapes and
+    affines compared, both files named on a mismatch); the affine is the ground truth's."""
+    import nibabel as nib
+
+    from ..metrics.evaluate import load_pair as load_checked_pair
+
+    pred, gt, _, _ = load_checked_pair(job)
+    gt_affine = np.asarray(nib.load(job.gt_path).affine, dtype=np.float64)
     return Pair(job.case_id, pred, gt, gt_affine, Path(job.pred_path), Path(job.gt_path))
 
 

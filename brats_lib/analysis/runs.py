@@ -65,7 +65,7 @@ def predict_cases(run_dirs, data_dir: PathLike, case_ids: Sequence[str], out_dir
     Returns:
         the written files, in the order of ``case_ids``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     from ..inference import as_ensemble, predict_case, prediction_path
     from ..inference.sliding_window import resolve_device
@@ -133,13 +133,13 @@ def tune_split_postprocessing(pred_dir: PathLike, data_dir: PathLike, case_ids: 
                                candidates: Mapping[str, Sequence[int]] | None = None):
     """Tune the small-component thresholds on the raw predictions ``pred_dir/<case-id>.nii.gz`` of
     ``case_ids`` (a validation split) against their ground truths in ``data_dir``, with
-    :func:`brats_lib.evaluation.tune_postprocessing` (spacing from each prediction's affine).
+    :func:`brats_lib.postprocess_tuning.tune_postprocessing` (spacing from each prediction's affine).
 
     Returns:
-        ``(thresholds, tuning table)`` as :func:`~brats_lib.evaluation.tune_postprocessing` with
+        ``(thresholds, tuning table)`` as :func:`~brats_lib.postprocess_tuning.tune_postprocessing` with
         ``return_table=True``.
     """
-    from ..evaluation import tune_postprocessing
+    from ..postprocess_tuning import tune_postprocessing
     from ..io import load_label
     from ..metrics.evaluate import load_prediction
 

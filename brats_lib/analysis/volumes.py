@@ -60,7 +60,7 @@ def volume_table(seg_dir, regions: Sequence[str] = REGION_ORDER, progress: bool 
     truths = find_ground_truths(seg_dir)
     items = sorted(truths.items())
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import tqdm
 
         items = tqdm(items, desc="volumes", unit="case")
     rows = []

@@ -2,7 +2,7 @@
 
 The BraTS 2023+ lesion-wise score counts every predicted component that matches no ground-truth lesion as
 a false positive worth a Dice of 0, so specks cost far more than their volume. The 2024 GLI winners drop
-WT and RC components under 50 voxels; :func:`brats_lib.evaluation.tune_postprocessing` picks such
+WT and RC components under 50 voxels; :func:`brats_lib.postprocess_tuning.tune_postprocessing` picks such
 thresholds on validation cases and stores them as ``postprocess.json`` in the run directory, which
 :mod:`.predict` applies when present.
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..errors import BratsConfigError
 from ..io import LoadedCase, discover_cases, load_case, save_label_map
 from ..models import decode_probabilities
 from ..preprocess import PreprocessConfig, invert_label, preprocess_case
@@ -70,18 +71,19 @@ def load_ensemble(run_dirs: PathLike | Sequence[PathLike], checkpoint: str = "be
     run order.
 
     Raises:
-        ValueError: no run given, or runs disagreeing on output mode or preprocessing grid.
+        BratsConfigError: no run given, a folder that is not a run directory or has no readable checkpoint,
+            or runs disagreeing on output mode or preprocessing grid.
     """
     from ..train import load_run_model
 
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     if not dirs:
-        raise ValueError("no run directory given")
+        raise BratsConfigError("no run directory given")
     device = resolve_device(device)
     models, configs = [], []
     for run_dir in dirs:
         if not (Path(run_dir) / "config.json").is_file() and not list(Path(run_dir).glob("*.pt")):
-            raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json or checkpoint)")
+            raise BratsConfigError(f"{run_dir}: not a run directory (no config.json or checkpoint)")
         model, config = load_run_model(run_dir, checkpoint, device)
         models.append(model)
         configs.append(config)
@@ -89,11 +91,11 @@ def load_ensemble(run_dirs: PathLike | Sequence[PathLike], checkpoint: str = "be
     preprocess = PreprocessConfig(**first.preprocess)
     for run_dir, config in zip(dirs[1:], configs[1:]):
         if config.output_mode != first.output_mode:
-            raise ValueError(f"{run_dir}: output mode {config.output_mode!r} differs from {dirs[0]}'s "
+            raise BratsConfigError(f"{run_dir}: output mode {config.output_mode!r} differs from {dirs[0]}'s "
                              f"{first.output_mode!r}; an ensemble averages probabilities of one mode")
         other = PreprocessConfig(**config.preprocess)
         if _grid_settings(other) != _grid_settings(preprocess):
-            raise ValueError(f"{run_dir}: preprocessing {_grid_settings(other)} differs from {dirs[0]}'s "
+            raise BratsConfigError(f"{run_dir}: preprocessing {_grid_settings(other)} differs from {dirs[0]}'s "
                              f"{_grid_settings(preprocess)}")
     postprocess = next((t for t in (load_postprocessing(d) for d in dirs) if t is not None), None)
     return Ensemble(models, first.output_mode, first.patch_size, preprocess, postprocess,
@@ -187,7 +189,7 @@ def predict_folder(run_dirs: Ensemble | PathLike | Sequence[PathLike], in_dir: P
     Returns:
         the written files, in case-id order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     device = resolve_device(device)
     ensemble = as_ensemble(run_dirs, checkpoint, device)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import resolve_device
 from ..models import probabilities
 
 #: Gaussian σ as a fraction of the patch edge (nnU-Net's and MONAI's default 1/8).
@@ -104,15 +105,6 @@ def window_slices(shape: Sequence[int], patch_size: int | Sequence[int], overlap
             for corner in itertools.product(*starts)]  # type: ignore[misc]
 
 
-def resolve_device(device: torch.device | str | None, fallback: torch.device | None = None) -> torch.device:
-    """``None`` → ``fallback`` (or CPU); ``"auto"`` → CUDA when available, else CPU; else ``torch.device``."""
-    if device is None:
-        return fallback if fallback is not None else torch.device("cpu")
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _symmetric_padding(shape: Sequence[int], patch: Sequence[int]) -> tuple[list[int], tuple[slice, ...]]:
     """(``F.pad`` argument that grows each axis to at least the patch, slices that crop the padding off)."""
     pad, crop = [], []
@@ -159,7 +151,8 @@ def _sliding_window_one(predictor: Predictor, image: torch.Tensor, patch: tuple[
         for window_output, sl in zip(output, batch_slices):
             accumulator[(slice(None),) + sl].addcmul_(window_output, gaussian)
             weight[sl] += gaussian
-    assert accumulator is not None
+    if accumulator is None:  # there is always at least one window: an internal invariant
+        raise RuntimeError("sliding window produced no window")
     accumulator.div_(weight)
     if padded:
         accumulator = accumulator[(slice(None),) + crop].contiguous()

@@ -19,7 +19,7 @@ Arrays keep the stored voxel order: nothing is reoriented, so a prediction writt
 import nibabel as nib  # noqa: F401  (tests patch brats_lib.io.nib.save)
 
 from .cases import (AFFINE_TOLERANCE, LAYOUTS, LEGACY_MODALITY_NAMES, MODALITIES, NIFTI_SUFFIXES, BratsInputError,
-                    Case, Geometry, LoadedCase, strip_nifti_suffix)
+                    Case, Geometry, LoadedCase, nifti_stem, strip_nifti_suffix)
 from .layouts import (LAYOUTS_TRIED, brats_case_folder, dataset_json_cases, dataset_json_of, discover_cases,
                       nifti_paths)
 from .loading import load_case, load_case_label, load_image, load_label, read_nifti
@@ -32,6 +32,6 @@ __all__ = [
     "AFFINE_TOLERANCE", "LAYOUTS", "LAYOUTS_TRIED", "LEGACY_MODALITY_NAMES", "MODALITIES", "NIFTI_SUFFIXES",
     "BratsInputError", "Case", "CaseName", "Geometry", "LoadedCase", "brats_case_folder", "case_file_name",
     "dataset_json_cases", "dataset_json_of", "discover_cases", "load_case", "load_case_label", "load_image",
-    "load_label", "nifti_paths", "parse_case_id", "read_nifti", "save_label_map", "save_nifti",
+    "load_label", "nifti_paths", "nifti_stem", "parse_case_id", "read_nifti", "save_label_map", "save_nifti",
     "strip_nifti_suffix",
 ]

@@ -9,6 +9,8 @@ from typing import Mapping
 import nibabel as nib
 import numpy as np
 
+from ..errors import BratsInputError  # noqa: F401  (re-exported by brats_lib.io)
+
 #: Modality order of every loaded image, channel 0..3.
 MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
 
@@ -29,16 +31,19 @@ LAYOUTS: Mapping[str, str] = {
 }
 
 
-class BratsInputError(ValueError):
-    """Input data that cannot be used; the message names the file or folder and the fault."""
+def nifti_stem(name: str | Path) -> str | None:
+    """The name of a NIfTI file without its ``.nii.gz`` / ``.nii`` suffix; ``None`` for other files.
 
-
-def strip_nifti_suffix(name: str) -> str | None:
-    """``name`` without ``.nii.gz``/``.nii``, or ``None`` if it is not a NIfTI file name."""
+    The one helper for NIfTI file stems (``"a.b.nii.gz"`` → ``"a.b"``; ``"x.txt"`` → ``None``).
+    """
+    name = name.name if isinstance(name, Path) else str(name)
     for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return None
+
+
+strip_nifti_suffix = nifti_stem  # the name used inside this package
 
 
 @dataclass(frozen=True)

@@ -121,12 +121,12 @@ def brats_case_folder(folder: Path, files: list[Path] | None = None, require_ima
             f"{folder}: mixes 2023+ file names ({', '.join(tagged[t][0].name for t in new)}) with 2018-2021 "
             f"names ({', '.join(tagged[t][0].name for t in old)}); a case folder uses one naming"
         )
+    if not new and not old and (SEG_TAG not in tagged or parsed.naming is None):
+        return None  # not a case folder
     for tag, paths in tagged.items():
         if len(paths) > 1:
             raise BratsInputError(f"{folder}: duplicated {tag!r} file: " + ", ".join(p.name for p in paths))
-    if not new and not old:
-        if SEG_TAG not in tagged or parsed.naming is None:
-            return None
+    if not new and not old:  # a label-only folder
         layout = "2024" if parsed.naming == "2023+" else "legacy"
         if require_images:
             tags = TAGS_2023 if layout == "2024" else TAGS_LEGACY
@@ -271,7 +271,7 @@ class _Seen:
         for path in files:
             tagged = split_tag(strip_nifti_suffix(path.name))
             if tagged and tagged[0] != folder.name:
-                self.hints.append(f"{path.relative_to(root) if path != root else path.name} is named after "
+                self.hints.append(f"{path.relative_to(root)} is named after "
                                   f"{tagged[0]!r}, not after its folder {folder.name!r} (each case needs its own "
                                   f"folder, named like its files)")
                 return

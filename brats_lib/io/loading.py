@@ -109,7 +109,8 @@ def load_image(case: Case) -> tuple[np.ndarray, Geometry]:
                     f"{np.abs(img.affine - ref_img.affine).max():.4g} mm)"
                 )
         image[channel] = data
-    assert reference is not None
+    if reference is None:  # MODALITIES is never empty: an internal invariant, not a data check
+        raise RuntimeError("no modality was loaded")
     return image, _geometry(reference[2], reference[1].shape)
 
 

@@ -98,11 +98,13 @@ def _norm(name: str) -> str:
 
 #: Modality → channel names it is recognised by (compared lower-case, letters and digits only).
 CHANNEL_NAMES: Mapping[str, tuple[str, ...]] = {
-    "t1n": ("t1", "t1w", "t1n", "t1native", "nativet1", "t1pre", "t1precontrast", "t1weighted"),
+    "t1n": ("t1", "t1w", "t1n", "t1native", "nativet1", "t1pre", "t1precontrast", "t1weighted", "t1wnative",
+            "t1noncontrast"),
     "t1c": ("t1c", "t1ce", "t1gd", "t1wgd", "t1wce", "t1post", "t1postcontrast", "t1contrast", "t1gad",
-            "t1cgd", "t1wc", "t1cegd"),
+            "t1cgd", "t1wc", "t1cegd", "t1gadolinium", "t1postgd", "t1wpostcontrast", "t1contrastenhanced",
+            "contrastenhancedt1"),
     "t2w": ("t2", "t2w", "t2weighted"),
-    "t2f": ("flair", "t2flair", "t2f", "t2wflair", "flairt2"),
+    "t2f": ("flair", "t2flair", "t2f", "t2wflair", "flairt2", "t2weightedflair", "fluidattenuatedinversionrecovery"),
 }
 _CHANNEL_LOOKUP = {alias: m for m, aliases in CHANNEL_NAMES.items() for alias in aliases}
 

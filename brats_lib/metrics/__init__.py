@@ -5,17 +5,19 @@
 * :mod:`.evaluate` — prediction and ground-truth folders → one tidy table, and its summary.
 """
 
-from .evaluate import evaluate_folders, summarise
+from .evaluate import LabelConventionWarning, evaluate_folders, score_case, summarise
 from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_results
 from .surface import hd95, surface_distances
 
 __all__ = [
     "CLEAN_COLUMNS",
     "LESION_COLUMNS",
+    "LabelConventionWarning",
     "RESULT_COLUMNS",
     "evaluate_folders",
     "hd95",
     "lesion_wise_results",
+    "score_case",
     "summarise",
     "surface_distances",
 ]

@@ -14,12 +14,16 @@ import torch
 from torch import nn
 
 from .heads import num_outputs
-from .networks import FCNN, EncoderDecoder3D, ResidualUNet3D, UNet3D
+from .networks import FCNN, ResidualUNet3D, StudentEncoderDecoder, StudentFCNN, UNet3D
 
-MODELS: Mapping[str, type[EncoderDecoder3D]] = {"fcnn": FCNN, "unet3d": UNet3D, "resunet3d": ResidualUNet3D}
+MODELS: Mapping[str, type[nn.Module]] = {
+    "fcnn": FCNN, "unet3d": UNet3D, "resunet3d": ResidualUNet3D,
+    # the student project's networks, reproduced as baselines (networks.StudentFCNN, StudentEncoderDecoder)
+    "student_fcnn": StudentFCNN, "student_encdec": StudentEncoderDecoder,
+}
 
 
-def build_model(config: Mapping[str, Any]) -> EncoderDecoder3D:
+def build_model(config: Mapping[str, Any]) -> nn.Module:
     """Instantiate ``MODELS[config["name"]]`` with the remaining keys as arguments.
 
     ``output_mode`` (``softmax`` default, or ``regions``) sets ``num_classes`` unless it is given.

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import write_text_atomic
+from ..errors import BratsConfigError
 from ..io import MODALITIES, case_file_name, save_label_map, save_nifti
 from ..labels import LABEL_NAMES, LABELS_2024
 from .anatomy import GRID_AFFINE, GRID_SHAPE, grid_geometry, load_anatomy, random_displacement, warp_anatomy
@@ -160,8 +161,13 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
     Returns:
         The case folders, in case-id order.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
+    for name, value, least in (("n_cases", n_cases, 1), ("seed", seed, 0), ("start", start, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise BratsConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise BratsConfigError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(i, t) for i in range(int(start), int(start) + int(n_cases))

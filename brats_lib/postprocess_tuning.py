@@ -85,7 +85,7 @@ def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Seque
         ``{region: threshold}`` for every tuned region; with ``return_table`` a tuple of it and a DataFrame
         with columns ``region``, ``threshold``, ``score`` (mean lesion-wise Dice) and ``chosen``.
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     if len(predictions) != len(ground_truths) or not predictions:
         raise ValueError(f"need as many ground truths as predictions (≥ 1), got {len(predictions)} and "
