@@ -387,6 +387,10 @@ def plot_lesion_detection(rate, lesions, names: Mapping[str, str] | None = None,
                       marker=_MODEL_MARKERS[m_index % len(_MODEL_MARKERS)], markeredgecolor="black",
                       linewidth=0.8, markersize=5)
     left.set_xscale("log")
+    from matplotlib.ticker import LogFormatterSciNotation, NullFormatter
+
+    left.xaxis.set_major_formatter(LogFormatterSciNotation())
+    left.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor labels
     left.set_ylim(-5, 105)
     left.set_xlabel("true lesion volume (mL, bin centre, log scale)")
     left.set_ylabel("lesions detected (%)")
@@ -401,7 +405,7 @@ def plot_lesion_detection(rate, lesions, names: Mapping[str, str] | None = None,
                           color=ERROR_COLORS[kind], edgecolor="black", linewidth=0.4, alpha=0.8)
     right.set_xlabel("x (mm, world)")
     right.set_ylabel("y (mm, world)")
-    right.set_title(f"Missed lesions and false positives ({len(missed)} / {len(false)})", fontsize=10)
+    right.set_title(f"{len(missed)} missed lesion(s), {len(false)} false positive(s)", fontsize=10)
     right.grid(alpha=0.3)
     right.set_aspect("equal", adjustable="datalim")
     handles = [Line2D([], [], linestyle="", marker="o", color=REGION_COLORS[r], markeredgecolor="black", label=r)
