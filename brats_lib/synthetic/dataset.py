@@ -19,7 +19,7 @@ from .followup import change_plan, followup_changes, followup_rng
 from .lesions import plan_case, paint_labels, variant_for
 
 #: Bump whenever the same (seed, index) would produce different bytes.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 MANIFEST_NAME = "dataset.json"
 
 
