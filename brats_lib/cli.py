@@ -42,7 +42,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--start", type=int, default=0, help="first case number (ids BraTS-GLI-<start+i>-000)")
     p.add_argument("--followups", action="store_true",
-                   help="also write follow-up timepoints (-001) of the odd-numbered patients")
+                   help="also write follow-up timepoints (-001) of every sixth patient (3, 9, 15, ...)")
 
     def run(args: argparse.Namespace) -> int:
         from .synthetic import generate_dataset

@@ -14,11 +14,11 @@ SEED = 0
 
 
 def test_followup_rule_and_ids():
-    assert [followup_changes(SEED, i) for i in range(8)] == [
-        (), ("grow",), (), ("shrink",), (), ("resect",), (), ("grow",)]
-    assert case_id_for(7, 1) == "BraTS-GLI-00007-001" and case_id_for(7) == "BraTS-GLI-00007-000"
+    assert {i: followup_changes(SEED, i) for i in range(24) if followup_changes(SEED, i)} == {
+        3: ("grow",), 9: ("shrink",), 15: ("resect",), 21: ("grow",)}
+    assert case_id_for(9, 1) == "BraTS-GLI-00009-001" and case_id_for(9) == "BraTS-GLI-00009-000"
     with pytest.raises(ValueError, match="timepoints 0..0"):
-        synthesise_case(SEED, 2, timepoint=1)
+        synthesise_case(SEED, 1, timepoint=1)
 
 
 def test_change_plan_scales_and_resects():
@@ -38,10 +38,10 @@ def test_change_plan_scales_and_resects():
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory):
     out = tmp_path_factory.mktemp("followup")
-    folders = generate_dataset(out, n_cases=1, start=1, seed=SEED, workers=1, progress=False, followups=True)
-    assert [f.name for f in folders] == ["BraTS-GLI-00001-000", "BraTS-GLI-00001-001"]
-    cases = io.discover_cases(out)
-    assert [(c.patient_id, c.timepoint) for c in cases] == [("00001", "000"), ("00001", "001")]
+    folders = generate_dataset(out, n_cases=2, start=2, seed=SEED, workers=1, progress=False, followups=True)
+    assert [f.name for f in folders] == ["BraTS-GLI-00002-000", "BraTS-GLI-00003-000", "BraTS-GLI-00003-001"]
+    cases = [c for c in io.discover_cases(out) if c.patient_id == "00003"]
+    assert [c.timepoint for c in cases] == ["000", "001"]
     return [io.load_case(c) for c in cases]
 
 
@@ -51,14 +51,14 @@ def test_followup_keeps_anatomy_and_grows_the_lesion(patient):
     np.testing.assert_array_equal(baseline.geometry.affine, followup.geometry.affine)
     assert not np.array_equal(baseline.image, followup.image)  # a new scan, new noise
     before, after = (np.bincount(c.label.ravel(), minlength=5) for c in patient)
-    assert followup_changes(SEED, 1) == ("grow",)
+    assert followup_changes(SEED, 3) == ("grow",)
     assert after[NETC] + after[ET] > 1.3 * (before[NETC] + before[ET])  # tumour core grows
     assert after[SNFH] + after[NETC] + after[ET] > before[SNFH] + before[NETC] + before[ET]
     assert before[RC] == after[RC] == 0
 
 
 def test_followup_is_deterministic(patient):
-    image, seg, meta = synthesise_case(SEED, 1, timepoint=1)
+    image, seg, meta = synthesise_case(SEED, 3, timepoint=1)
     np.testing.assert_array_equal(seg, patient[1].label)
     np.testing.assert_array_equal(image, patient[1].image)
-    assert meta["case_id"] == "BraTS-GLI-00001-001" and meta["change"] == "grow" and meta["timepoint"] == 1
+    assert meta["case_id"] == "BraTS-GLI-00003-001" and meta["change"] == "grow" and meta["timepoint"] == 1

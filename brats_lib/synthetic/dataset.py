@@ -142,7 +142,7 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
                      overwrite: bool = False, progress: bool = True, followups: bool = False) -> list[Path]:
     """Write ``n_cases`` synthetic cases ``BraTS-GLI-<start+i>-000`` under ``out``, plus ``dataset.json``;
     with ``followups``, also the follow-up timepoints ``BraTS-GLI-<start+i>-001…`` of the patients that have
-    them (:func:`~brats_lib.synthetic.followup.followup_changes`: every odd patient index).
+    them (:func:`~brats_lib.synthetic.followup.followup_changes`: every sixth patient, index 3, 9, 15, …).
 
     Every file is written atomically, and the manifest is updated after each finished case, so an interrupted
     run leaves only complete cases behind. A case already listed in the manifest with the same seed and

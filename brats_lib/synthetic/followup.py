@@ -10,9 +10,9 @@ hence the same deformed anatomy and brain mask), then changes the plan before pa
 * ``resect``: every tumour focus becomes a resection cavity of 1.15× its radius with a thin patchy enhancing
   rim, oedema ×0.8 (a focus-free plan only loses some oedema).
 
-Which patients have follow-ups is fixed (:func:`followup_changes`): every patient with an odd index gets one,
-cycling through the three changes, so any four consecutive patients include two with a follow-up. The
-follow-up's image noise is drawn from its own stream, so it is a new scan of the same brain.
+Which patients have follow-ups is fixed (:func:`followup_changes`): every sixth patient (index 3, 9, 15, 21, …)
+gets one, cycling through the three changes. The follow-up's image noise is drawn from its own stream, so it
+is a new scan of the same brain.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ _EDEMA_SCALE = {"grow": 1.25, "shrink": 0.75, "resect": 0.8}
 def followup_changes(seed: int, index: int) -> tuple[str, ...]:
     """The change leading to each follow-up of patient ``index`` (empty: no follow-up).
 
-    Patients with an odd index have one follow-up (timepoint ``001``); its change is
-    ``CHANGES[(index // 2) % 3]`` (patient 1 grows, 3 shrinks, 5 is resected, 7 grows…). ``seed`` is accepted
+    Patients with ``index % 6 == 3`` have one follow-up (timepoint ``001``); its change is
+    ``CHANGES[(index // 6) % 3]`` (patient 3 grows, 9 shrinks, 15 is resected, 21 grows…). ``seed`` is accepted
     for symmetry with :func:`~brats_lib.synthetic.variant_for`; the rule does not depend on it.
     """
     del seed
     index = int(index)
-    return (CHANGES[(index // 2) % len(CHANGES)],) if index % 2 == 1 else ()
+    return (CHANGES[(index // 6) % len(CHANGES)],) if index % 6 == 3 else ()
 
 
 def change_plan(plan: CasePlan, change: str) -> CasePlan:
