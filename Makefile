@@ -51,7 +51,7 @@ data: venv
 	@if [ "$(PROFILE)" = demo ]; then \
 	  read -r n seed < <($(PY) -c "import yaml; p = yaml.safe_load(open('notebooks/profiles/demo.yml')); \
 	    print(p.get('00_dataset.ipynb', {}).get('n_cases', 8), p.get('_defaults', {}).get('seed', 0))"); \
-	  $(VENV)/bin/brats synth --out $(DATA_DIR) --n $$n --seed $$seed; \
+	  $(VENV)/bin/brats synth --out $(DATA_DIR) --n $$n --seed $$seed --followups; \
 	else echo "data: profile $(PROFILE) reads its own dataset (see notebooks/profiles/$(PROFILE).yml)"; fi
 
 notebooks: venv

@@ -8,6 +8,7 @@ Subcommands::
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
     brats evaluate   --pred DIR --gt DIR --out FILE.csv [--lesions FILE.csv] [--pred-labels 2024|legacy]
                      [--workers N]
+    brats volumes    --seg DIR --out FILE.csv
     brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
@@ -40,12 +41,14 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     p.add_argument("--start", type=int, default=0, help="first case number (ids BraTS-GLI-<start+i>-000)")
+    p.add_argument("--followups", action="store_true",
+                   help="also write follow-up timepoints (-001) of every sixth patient (3, 9, 15, ...)")
 
     def run(args: argparse.Namespace) -> int:
         from .synthetic import generate_dataset
 
         paths = generate_dataset(args.out, n_cases=args.n, seed=args.seed, workers=args.workers,
-                                 start=args.start)
+                                 start=args.start, followups=args.followups)
         print(f"wrote {len(paths)} case(s) to {args.out}")
         return 0
 
@@ -196,6 +199,24 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
             print(f"brats sweep: {len(failed)} run(s) failed: {', '.join(failed)} "
                   f"(their executed notebooks show the failing cell)", file=sys.stderr)
             return 1
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_volumes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("volumes", help="tumour burden: volume (mL) of WT, TC, NETC, SNFH, ET and RC of every label "
+                                       "map in a folder, one CSV row per case and region")
+    p.add_argument("--seg", required=True, help="dataset root (either layout; 2018-2021 labels converted) or a "
+                                                "flat folder of 2024-convention label maps, as evaluate --gt")
+    p.add_argument("--out", required=True, help="CSV with columns case, region, voxels, volume_ml")
+
+    def run(args: argparse.Namespace) -> int:
+        from .analysis.volumes import write_volume_table
+
+        table = write_volume_table(args.seg, args.out, progress=sys.stderr.isatty())
+        print(f"wrote {len(table)} rows ({table['case'].nunique()} case(s)) to {args.out}")
         return 0
 
     p.set_defaults(func=run)

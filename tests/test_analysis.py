@@ -93,7 +93,7 @@ def test_comparison_table_appends_the_given_published_numbers():
                                                           "SNFH": "0.988", "RC": "—"}
     # our own columns are unchanged by the appended group
     assert table.loc["ET", ("3D U-Net", "Dice mean ± std")] == "0.500 ± 0.361"
-    assert PUBLISHED_LABEL == "student project (published, different data)"
+    assert PUBLISHED_LABEL == "Dice as reported by the student project (voxel-wise, its validation set)"
 
 
 def test_published_table_numbers():

@@ -203,15 +203,18 @@ def _shown_slice(page) -> tuple[str, str]:
 
 @needs_chromium
 def test_slice_browser_renders_its_controls(eda_page):
+    """The book is executed with ``book=True`` (scripts/run_notebooks.py): controls that need a kernel are replaced by a static panel
+    saying so, and the slice slider (jslinked to pre-rendered images) is the one live control."""
     page, _, _ = eda_page
     browser = page.locator(".brats-slice-browser")
     assert browser.is_visible()
     assert page.get_by_text("Loading widget").count() == 0
-    assert browser.locator(".widget-dropdown").count() == 2            # case, modality
-    assert browser.locator(".widget-toggle-buttons button").count() == 3  # axial, coronal, sagittal
-    assert browser.locator(".widget-slider").count() == 2              # slice, label opacity
+    assert browser.locator(".brats-static-panel").count() == 1
+    assert browser.locator(".widget-dropdown").count() == 0            # case, modality: static panel instead
+    assert browser.locator(".widget-toggle-buttons button").count() == 0
+    assert browser.locator(".widget-slider").count() == 1              # slice only
     text = browser.inner_text()
-    for word in ("case", "modality", "plane", "slice", "label opacity", "NETC", "SNFH", "ET", "RC"):
+    for word in ("Static view", "case", "slice", "NETC", "SNFH", "ET", "RC"):
         assert word in text
 
 

@@ -208,3 +208,65 @@ def test_slice_browser_controls_and_slicing(tiny_dataset: Path):
     browser.case_dropdown.value = "BraTS-GLI-00001-000"
     assert "BraTS-GLI-00001-000" in browser.status.value
     browser.close()
+
+
+def _write_prediction(folder: Path, case_dir: Path, shift: int) -> np.ndarray:
+    seg = nib.load(case_dir / f"{case_dir.name}-seg.nii.gz")
+    label = np.roll(np.asarray(seg.dataobj), shift, axis=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(label, seg.affine), folder / f"{case_dir.name}.nii.gz")
+    return label
+
+
+def test_slice_browser_models_layers_scores_and_static_view(tiny_dataset: Path, tmp_path: Path):
+    import ipywidgets as widgets
+    import pandas as pd
+
+    case = tiny_dataset / "BraTS-GLI-00000-000"
+    _write_prediction(tmp_path / "a", case, 0)  # perfect
+    _write_prediction(tmp_path / "b", case, 1)  # shifted by one voxel
+    scores = pd.DataFrame([{"model": m, "case": case.name, "region": r, "LesionWise_Score_Dice": d,
+                            "LesionWise_Score_HD95": 1.0} for m, d in (("a", 1.0), ("b", 0.25)) for r in
+                           ("WT", "TC", "NETC", "SNFH", "ET", "RC")])
+    browser = viz.SliceBrowser(tiny_dataset, n_slices=3, predictions={"a": tmp_path / "a", "b": tmp_path / "b"},
+                               scores=scores, layer="error map", region="WT", names={"a": "Model A"})
+    assert browser.shown_models == ["a", "b"]
+    assert all(len(s.children) == 3 for s in (browser.stack, *browser.model_stacks))
+    assert [link.target[0] for link in browser._model_links] == browser.model_stacks  # slider drives every panel
+    assert "Model A" in browser.panel_titles[1].value and "error map (WT)" in browser.panel_titles[2].value
+    assert "0.25" in browser.scores_html.value and "Model A" in browser.scores_html.value
+    assert "FN: false negative" in browser.legend.value
+    perfect, shifted = (s.children[browser.slice_slider.index].value for s in browser.model_stacks)
+    assert perfect != shifted  # the shifted model shows FP and FN colours
+    browser.layer_dropdown.value = "boundary distance"
+    assert "under-segmentation" in browser.legend.value
+    browser.model_dropdowns[1].value = "—"
+    assert browser.shown_models == ["a"] and browser._panels[2].layout.display == "none"
+    browser.case_dropdown.value = "BraTS-GLI-00001-000"  # no prediction for this case: a blank panel, noted
+    assert "no prediction" in browser.panel_titles[1].value and "no scores" in browser.scores_html.value
+    browser.close()
+
+    static = viz.SliceBrowser(tiny_dataset, n_slices=3, predictions={"a": tmp_path / "a"}, static=True)
+    shown = static.children
+    assert static.static_panel in shown and static.slice_slider in shown
+    assert not any(isinstance(w, widgets.HBox) and static.case_dropdown in w.children for w in shown)
+    assert "Static view" in static.static_panel.value and "JupyterLab" in static.static_panel.value
+    assert static._link.target == (static.stack, "selected_index")
+    static.close()
+
+
+def test_layer_rgba_colours():
+    image = np.zeros((4, 4), np.float32)
+    errors = np.array([[0, 1, 2, 3]] * 4, np.uint8)
+    rgba = viz.layer_rgba(image, "error map", errors, alpha=1.0, window=(0.0, 1.0))
+    np.testing.assert_allclose(rgba[0, 2, :3], viz.ERROR_COLORS["FP"], atol=1e-6)
+    np.testing.assert_allclose(rgba[0, 3, :3], viz.ERROR_COLORS["FN"], atol=1e-6)
+    distances = np.full((4, 4), np.nan, np.float32)
+    distances[1, 1], distances[1, 2] = -5.0, 5.0
+    truth = np.zeros((4, 4), bool)
+    truth[2:, :] = True
+    rgba = viz.layer_rgba(image, "boundary distance", distances, window=(0.0, 1.0), truth2d=truth)
+    assert not np.allclose(rgba[1, 1, :3], rgba[1, 2, :3])  # inside and outside differ in colour
+    assert np.all(rgba[2, :, :3] == 0.0)  # the true boundary drawn black
+    with pytest.raises(ValueError, match="unknown layer"):
+        viz.layer_rgba(image, "heat", distances)

@@ -6,10 +6,12 @@ Cases are written in the official BraTS 2024 GLI layout on the MNI152 1 mm grid 
     from brats_lib.synthetic import generate_dataset, synthesise_case
     image, seg, meta = synthesise_case(seed=0, index=3)          # in memory
     folders = generate_dataset("data/synthetic", n_cases=8)       # on disk, + dataset.json
+    generate_dataset("data/synthetic", n_cases=8, followups=True)  # + follow-up timepoints (-001)
 
 Modules: :mod:`.anatomy` (template, tissue maps, deformation), :mod:`.lesions` (variants, label painting),
 :mod:`.contrasts` (t1n/t1c/t2w/t2f physics and nuisances), :mod:`.dataset` (cases, files, manifest),
-:mod:`.fields` (smooth random fields).
+:mod:`.fields` (smooth random fields), :mod:`.followup` (follow-up timepoints: the lesion grows, shrinks or is
+resected on the same anatomy).
 """
 
 from .anatomy import GRID_AFFINE, GRID_SHAPE, grid_geometry, load_anatomy
@@ -23,9 +25,11 @@ from .dataset import (
     synthesise_case,
     write_case,
 )
+from .followup import CHANGES, followup_changes
 from .lesions import VARIANT_LABELS, VARIANTS, variant_for
 
 __all__ = [
+    "CHANGES",
     "GENERATOR_VERSION",
     "GRID_AFFINE",
     "GRID_SHAPE",
@@ -34,6 +38,7 @@ __all__ = [
     "VARIANTS",
     "VARIANT_LABELS",
     "case_id_for",
+    "followup_changes",
     "generate_dataset",
     "grid_geometry",
     "label_volumes_ml",

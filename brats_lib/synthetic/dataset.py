@@ -15,6 +15,7 @@ from ..io import MODALITIES, case_file_name, save_label_map, save_nifti
 from ..labels import LABEL_NAMES, LABELS_2024
 from .anatomy import GRID_AFFINE, GRID_SHAPE, grid_geometry, load_anatomy, random_displacement, warp_anatomy
 from .contrasts import render_contrasts
+from .followup import change_plan, followup_changes, followup_rng
 from .lesions import plan_case, paint_labels, variant_for
 
 #: Bump whenever the same (seed, index) would produce different bytes.
@@ -22,9 +23,9 @@ GENERATOR_VERSION = "1.1"
 MANIFEST_NAME = "dataset.json"
 
 
-def case_id_for(index: int) -> str:
-    """``BraTS-GLI-<index:05d>-000``."""
-    return f"BraTS-GLI-{int(index):05d}-000"
+def case_id_for(index: int, timepoint: int = 0) -> str:
+    """``BraTS-GLI-<index:05d>-<timepoint:03d>`` (patient ``index``; timepoint 0 is the baseline)."""
+    return f"BraTS-GLI-{int(index):05d}-{int(timepoint):03d}"
 
 
 def label_volumes_ml(seg: np.ndarray) -> dict[str, float]:
@@ -33,7 +34,7 @@ def label_volumes_ml(seg: np.ndarray) -> dict[str, float]:
     return {LABEL_NAMES[label]: round(float(counts[label]) / 1000.0, 3) for label in LABELS_2024 if label}
 
 
-def synthesise_case(seed: int, index: int, with_tissue: bool = False):
+def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint: int = 0):
     """Generate one synthetic post-treatment glioma case in memory.
 
     Args:
@@ -42,14 +43,20 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False):
             depend on how many other cases are generated or in which order.
         with_tissue: also return ``meta["tissue"]``, the (X, Y, Z) uint8 dominant-tissue map of the deformed
             anatomy (0 background, 1 CSF, 2 GM, 3 WM).
+        timepoint: 0 for the baseline; ``t`` ≥ 1 for the ``t``-th follow-up of patient ``index`` (see
+            :mod:`brats_lib.synthetic.followup`: same anatomy, the lesion changed by
+            ``followup_changes(seed, index)[t - 1]``).
     Returns:
         image: (4, 182, 218, 182) float32 in :data:`brats_lib.io.MODALITIES` order, 0 outside the brain.
         seg: (182, 218, 182) uint8, 2024 labels (1 NETC, 2 SNFH, 3 ET, 4 RC).
         meta: JSON-ready description (case id, variant, label volumes in mL, nuisance parameters…).
     """
-    seed, index = int(seed), int(index)
+    seed, index, timepoint = int(seed), int(index), int(timepoint)
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
+    changes = followup_changes(seed, index)
+    if not 0 <= timepoint <= len(changes):
+        raise ValueError(f"patient {index} (seed {seed}) has timepoints 0..{len(changes)}, not {timepoint}")
     anat = load_anatomy()
     rng = np.random.default_rng([seed, index])
     variant = variant_for(seed, index)
@@ -57,12 +64,15 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False):
     displacement = random_displacement(rng, anat, plan.pushes)
     warped = warp_anatomy(anat, displacement)
     del displacement
+    for change in changes[:timepoint]:
+        plan = change_plan(plan, change)
     seg = paint_labels(rng, plan, warped)
-    image, params = render_contrasts(rng, warped, seg)
+    image, params = render_contrasts(rng if timepoint == 0 else followup_rng(seed, index, timepoint), warped, seg)
     meta = {
-        "case_id": case_id_for(index),
+        "case_id": case_id_for(index, timepoint),
         "seed": seed,
         "index": index,
+        **({"timepoint": timepoint, "change": changes[timepoint - 1]} if timepoint else {}),
         "generator_version": GENERATOR_VERSION,
         "variant": variant,
         "volumes_ml": label_volumes_ml(seg),
@@ -82,10 +92,11 @@ def _case_paths(out: Path, case_id: str) -> list[Path]:
     return [folder / case_file_name(case_id, tag) for tag in (*MODALITIES, "seg")]
 
 
-def write_case(out: str | Path, seed: int, index: int) -> dict:
-    """Synthesise case ``index`` and write its five files atomically; returns its manifest entry."""
+def write_case(out: str | Path, seed: int, index: int, timepoint: int = 0) -> dict:
+    """Synthesise case ``index`` (at ``timepoint``) and write its five files atomically; returns its manifest
+    entry."""
     out = Path(out)
-    image, seg, meta = synthesise_case(seed, index)
+    image, seg, meta = synthesise_case(seed, index, timepoint=timepoint)
     geometry = grid_geometry()
     *image_paths, seg_path = _case_paths(out, meta["case_id"])
     for channel, path in enumerate(image_paths):
@@ -118,17 +129,20 @@ def _write_manifest(out: Path, seed: int, entries: dict) -> None:
     write_text_atomic(out / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
 
 
-def _is_complete(out: Path, index: int, seed: int, entries: dict) -> bool:
-    case_id = case_id_for(index)
+def _is_complete(out: Path, index: int, seed: int, entries: dict, timepoint: int = 0) -> bool:
+    case_id = case_id_for(index, timepoint)
     entry = entries.get(case_id)
     return (entry is not None and entry.get("seed") == seed and entry.get("index") == index
+            and entry.get("timepoint", 0) == timepoint
             and entry.get("generator_version") == GENERATOR_VERSION
             and all(p.is_file() for p in _case_paths(out, case_id)))
 
 
 def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int | None = None, start: int = 0,
-                     overwrite: bool = False, progress: bool = True) -> list[Path]:
-    """Write ``n_cases`` synthetic cases ``BraTS-GLI-<start+i>-000`` under ``out``, plus ``dataset.json``.
+                     overwrite: bool = False, progress: bool = True, followups: bool = False) -> list[Path]:
+    """Write ``n_cases`` synthetic cases ``BraTS-GLI-<start+i>-000`` under ``out``, plus ``dataset.json``;
+    with ``followups``, also the follow-up timepoints ``BraTS-GLI-<start+i>-001…`` of the patients that have
+    them (:func:`~brats_lib.synthetic.followup.followup_changes`: every sixth patient, index 3, 9, 15, …).
 
     Every file is written atomically, and the manifest is updated after each finished case, so an interrupted
     run leaves only complete cases behind. A case already listed in the manifest with the same seed and
@@ -143,8 +157,9 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
         start: first case number.
         overwrite: regenerate complete cases too.
         progress: show a tqdm progress bar.
+        followups: also write the follow-up timepoints (``n_cases`` counts baselines, i.e. patients).
     Returns:
-        The case folders, in case order.
+        The case folders, in case-id order.
     """
     from ..progress import tqdm
 
@@ -155,9 +170,10 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
         raise BratsConfigError(f"workers must be a positive integer, got {workers!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    indices = list(range(int(start), int(start) + int(n_cases)))
+    jobs = [(i, t) for i in range(int(start), int(start) + int(n_cases))
+            for t in range(1 + (len(followup_changes(seed, i)) if followups else 0))]
     entries = _read_manifest(out)
-    todo = [i for i in indices if overwrite or not _is_complete(out, i, seed, entries)]
+    todo = [(i, t) for i, t in jobs if overwrite or not _is_complete(out, i, seed, entries, t)]
     if todo:
         workers = (os.cpu_count() or 1) if workers is None else int(workers)
         workers = max(1, min(workers, len(todo)))
@@ -169,16 +185,16 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
 
         if workers == 1:
             with tqdm(total=len(todo), desc="synthesising", unit="case", disable=not progress) as bar:
-                for index in todo:
-                    record(write_case(out, seed, index))
+                for index, timepoint in todo:
+                    record(write_case(out, seed, index, timepoint))
                     bar.update()
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(write_case, out, seed, index) for index in todo]
+                futures = [pool.submit(write_case, out, seed, index, timepoint) for index, timepoint in todo]
                 with tqdm(total=len(todo), desc="synthesising", unit="case", disable=not progress) as bar:
                     for future in as_completed(futures):
                         record(future.result())
                         bar.update()
     elif not (out / MANIFEST_NAME).is_file():
         _write_manifest(out, seed, entries)
-    return [out / case_id_for(i) for i in indices]
+    return [out / case_id_for(i, t) for i, t in jobs]

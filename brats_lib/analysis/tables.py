@@ -1,25 +1,20 @@
-"""Analysis of evaluated predictions: per-region summaries across cases and models, the comparison with the
-student project's published numbers, best/worst cases, and the effect of TTA and post-processing.
+"""Tables of evaluated predictions: per-region summaries across cases and models, the comparison with the
+student project's reported numbers, best/worst cases, and the effect of a setting (TTA, post-processing).
 
-Data flow: run directories → :func:`predict_cases` (:func:`brats_lib.inference.predict_case` per case id of a
-split) → ``<pred_dir>/<case-id>.nii.gz`` → :func:`evaluate_cases` (the official-identical lesion-wise scorer
-of :mod:`brats_lib.metrics`, restricted to those case ids) → a tidy table (one row per case and region) →
-the tables here. Several models' tables are stacked with a ``model`` column (:func:`combine_tables`).
-
-The figures of these tables are in :mod:`brats_lib.viz` (``plot_region_scores``, ``plot_best_worst_overlays``).
+Input: the tidy lesion-wise table (one row per case and region) of :func:`brats_lib.analysis.evaluate_cases`
+or :func:`brats_lib.metrics.evaluate_folders`; several models' tables are stacked with a ``model`` column
+(:func:`combine_tables`). The figures of these tables are in :mod:`brats_lib.viz` (``plot_region_scores``,
+``plot_best_worst_overlays``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .labels import REGION_ORDER
+from ..labels import REGION_ORDER
 
 #: Lesion-wise metrics summarised by default (Dice is unitless, HD95 in mm).
 DICE = "LesionWise_Score_Dice"
@@ -29,11 +24,19 @@ SUMMARY_METRICS: tuple[str, ...] = (DICE, HD95)
 #: Model key (run directory name) → display name.
 MODEL_NAMES: Mapping[str, str] = {"fcnn": "FCNN", "unet3d": "3D U-Net", "resunet3d": "Residual 3D U-Net"}
 
-#: Column group of the published numbers in :func:`comparison_table`.
-PUBLISHED_LABEL = "student project (published, different data)"
+#: Column group of the published numbers in :func:`comparison_table`, and their label wherever they appear.
+PUBLISHED_LABEL = "Dice as reported by the student project (voxel-wise, its validation set)"
 
-#: The student project's published lesion-wise Dice per region (its own data split and preprocessing, so
-#: not comparable number for number with results here). Keys are model keys of :data:`MODEL_NAMES`.
+#: Caveat printed beside the published numbers.
+STUDENT_REGION_NOTE = (
+    "The student project's numbers are voxel-wise Dice on its own validation set (not the lesion-wise BraTS "
+    "2024 score computed here), and its single-subject discussion maps its classes to regions differently "
+    "from its results table; the table's mapping is the one shown.")
+
+#: Dice as reported by the student project (voxel-wise, its validation set) per region, as in its results
+#: table (its own data split and preprocessing, so not comparable number for number with the lesion-wise
+#: results here; its single-subject discussion maps classes to regions differently from that table). Keys are
+#: model keys of :data:`MODEL_NAMES`.
 STUDENT_PUBLISHED: Mapping[str, Mapping[str, float]] = {
     "unet3d": {"ET": 0.095, "NETC": 0.297, "SNFH": 0.693, "RC": 0.524},
     "resunet3d": {"ET": 0.325, "NETC": 0.422, "SNFH": 0.797, "RC": 0.61},
@@ -44,8 +47,6 @@ _SUMMARY_COLUMNS: Mapping[str, tuple[str, str]] = {
     DICE: ("Dice mean ± std", "Dice median"),
     HD95: ("HD95 mean ± std (mm)", "HD95 median (mm)"),
 }
-
-PathLike = str | Path
 
 
 def model_name(key: str) -> str:
@@ -211,6 +212,7 @@ def postprocess_predictions(pred_dir: PathLike, case_ids: Sequence[str], thresho
         processed = remove_small_components(label, dict(thresholds)) if thresholds else label
         written.append(save_label_map(processed, geometry, Path(out_dir) / f"{case_id}.nii.gz"))
     return written
+# ------------------------------------------------------------------------------------------------ tables
 
 
 def combine_tables(tables: Mapping[str, pd.DataFrame], key: str = "model") -> pd.DataFrame:
@@ -219,9 +221,6 @@ def combine_tables(tables: Mapping[str, pd.DataFrame], key: str = "model") -> pd
         raise ValueError("no tables to combine")
     return pd.concat([t.assign(**{key: name}) for name, t in tables.items()], ignore_index=True)[
         [key, *[c for c in next(iter(tables.values())).columns if c != key]]]
-
-
-# ------------------------------------------------------------------------------------------------ tables
 
 
 def _ordered_regions(table: pd.DataFrame, regions: Sequence[str] | None = None) -> list[str]:
@@ -299,7 +298,7 @@ def summary_table(summary: pd.DataFrame, decimals: int = 3, hd95_decimals: int =
 def published_table(published: Mapping[str, Mapping[str, float]] = STUDENT_PUBLISHED,
                     regions: Sequence[str] = REGION_ORDER, names: Mapping[str, str] = MODEL_NAMES
                     ) -> pd.DataFrame:
-    """The published lesion-wise Dice as numbers: index ``region`` (all of ``regions``), one column per
+    """The Dice as reported by the student project (voxel-wise, its validation set) as numbers: index ``region`` (all of ``regions``), one column per
     model display name; NaN where a region was not reported (WT, TC)."""
     return pd.DataFrame({names.get(m, m): [values.get(r, np.nan) for r in regions]
                          for m, values in published.items()}, index=pd.Index(list(regions), name="region"))
@@ -408,8 +407,8 @@ def effect_table(tables: Mapping[str, pd.DataFrame], metric: str = DICE, regions
 
 
 __all__ = [
-    "DICE", "HD95", "MODEL_NAMES", "PUBLISHED_LABEL", "STUDENT_PUBLISHED", "SUMMARY_METRICS", "best_worst_cases",
-    "case_scores", "combine_tables", "comparison_table", "effect_table", "evaluate_cases", "find_runs",
-    "mean_std", "model_name", "postprocess_predictions", "predict_cases", "published_table", "split_cases",
-    "summarise_models", "summary_table", "tune_split_postprocessing",
+    "DICE", "HD95", "MODEL_NAMES", "PUBLISHED_LABEL", "STUDENT_PUBLISHED", "STUDENT_REGION_NOTE", "SUMMARY_METRICS",
+    "best_worst_cases",
+    "case_scores", "combine_tables", "comparison_table", "effect_table", "mean_std", "model_name",
+    "published_table", "summarise_models", "summary_table",
 ]
