@@ -638,3 +638,43 @@ def plot_score_vs_cost(table: pd.DataFrame, score: str = "best_val_dice_mean_WT_
     ax.legend(fontsize="small")
     ax.set_title(title or "score against cost")
     return fig
+
+
+def study_findings(ablation: pd.DataFrame, per_stage: pd.DataFrame, plain: str, residual: str,
+                   score: str = "mean") -> str:
+    """Two or three sentences on an ablation sweep, from its own numbers.
+
+    Args:
+        ablation: one row per arm (index = arm name) with a ``score`` column (e.g. ``sweep.ablation_table``).
+        per_stage: one row per run (index = run name), one column per encoder stage (first → deepest), holding
+            the mean gradient norm of that stage.
+        plain, residual: the two runs of ``per_stage`` compared (same depth, plain vs residual blocks).
+    Returns:
+        Markdown: the best and worst arm by ``score``, the n of arms, and whether the plain network's first
+        stage receives a smaller gradient than its deepest one (vanishing gradients at the early stages) or not.
+    """
+    sentences = []
+    scores = ablation[score].astype(float).dropna() if score in ablation else pd.Series(dtype=float)
+    if len(scores):
+        best, worst = scores.idxmax(), scores.idxmin()
+        sentences.append(f"Of {plural(len(scores), 'arm')} in this run, `{best}` scored highest ({score} "
+                         f"{scores[best]:.3f}) and `{worst}` lowest ({scores[worst]:.3f}).")
+        if len(scores) < 10:
+            sentences.append(f"With {plural(len(scores), 'arm')} trained this briefly, differences of a few "
+                             "hundredths are within the noise of training.")
+    stages = [c for c in per_stage.columns if str(c).startswith("stage ") and "/" not in str(c)]
+    if plain in per_stage.index and len(stages) >= 2:
+        first, last = float(per_stage.loc[plain, stages[0]]), float(per_stage.loc[plain, stages[-1]])
+        if np.isfinite(first) and np.isfinite(last) and last > 0:
+            verdict = ("smaller than" if first < last else "larger than")
+            text = (f"In the plain network `{plain}` the first encoder stage received a gradient norm {verdict} its "
+                    f"deepest stage's ({first:.3g} against {last:.3g})")
+            if first >= last:
+                text += ": no sign of gradients vanishing on their way back to the early stages"
+            else:
+                text += ": the early stages receive the weaker gradient, as the vanishing-gradient story predicts"
+            if residual in per_stage.index:
+                r_first = float(per_stage.loc[residual, stages[0]])
+                text += f"; the residual network `{residual}`'s first stage received {r_first:.3g}"
+            sentences.append(text + ".")
+    return " ".join(sentences) if sentences else "This run recorded no scores to interpret."

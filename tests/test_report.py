@@ -190,3 +190,17 @@ def test_student_reference_table_names_what_the_numbers_are():
     assert table.columns.tolist() == ["its “U-Net” (no skip connections)", "its Residual U-Net"]
     assert table.loc["ET", "its Residual U-Net"] == 0.3 and np.isnan(table.loc["RC", "its Residual U-Net"])
     assert "voxel-wise" in table.columns.name and "voxel-wise" in report.STUDENT_CITATION
+
+
+def test_study_findings_names_best_arm_and_gradient_direction():
+    from brats_lib.report import study_findings
+
+    ablation = pd.DataFrame({"mean": [0.5, 0.7, 0.6]}, index=["0_student", "1_skips", "2_loss"])
+    per_stage = pd.DataFrame({"stage 1": [0.12, 0.25], "stage 2": [0.01, 0.02], "stage 3": [0.0005, 0.0017]},
+                             index=["6_depth", "7_residual"])
+    text = study_findings(ablation, per_stage, "6_depth", "7_residual")
+    assert "`1_skips` scored highest (mean 0.700)" in text and "`0_student` lowest (0.500)" in text
+    assert "3 arms" in text and "larger than its deepest" in text and "no sign of gradients vanishing" in text
+    vanishing = per_stage.iloc[:, ::-1].set_axis(per_stage.columns, axis=1)  # first stage now the weakest
+    assert "as the vanishing-gradient story predicts" in study_findings(ablation, vanishing, "6_depth", "7_residual")
+    assert study_findings(ablation.iloc[:0], per_stage.iloc[:0], "x", "y") == "This run recorded no scores to interpret."
