@@ -15,11 +15,12 @@ VENV_STAMP := $(VENV)/.brats-lab-installed
 ASSETS_STAMP := book/_static/vendor/.versions
 DATA_DIR ?= data/synthetic
 PYTEST_ARGS ?=
+PORT ?= 8866
 
-.PHONY: venv assets chromium data notebooks book demo study test clean distclean help
+.PHONY: venv assets chromium data notebooks book demo study test app clean distclean help
 
 help:
-	@echo "targets: venv assets chromium data notebooks book demo study test clean distclean (PROFILE=$(PROFILE))"
+	@echo "targets: venv assets chromium data notebooks book demo study test app clean distclean (PROFILE=$(PROFILE))"
 
 # --- set-up ------------------------------------------------------------------------------------------
 venv: $(VENV_STAMP)
@@ -70,7 +71,7 @@ demo:
 	  echo "make demo: total $$(( $$(date +%s) - start )) s"
 
 # the architecture study (notebook 11, profile `study`): the half-width ablation sweep in runs/study/ablation_cpu
-# (about an hour on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
+# (about 45 minutes on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
 study: venv data
 	$(PY) scripts/run_notebooks.py --profile study --only 11_architecture_study --out book/executed
 
@@ -79,6 +80,13 @@ test: venv assets chromium
 	@start=$$(date +%s); \
 	  $(PY) -m pytest tests/ $(PYTEST_ARGS); \
 	  echo "make test: total $$(( $$(date +%s) - start )) s"
+
+# --- the app ----------------------------------------------------------------------------------------------
+# notebooks/10_segment_app.ipynb as a web page at http://localhost:$(PORT)/ (Voila reads ./voila.json: the
+# WebSocket message limit raised so that uploads of four 1 mm volumes, about 40 MB, go through)
+app: venv
+	@test -d runs/demo || echo "app: no trained runs in runs/demo yet (make demo trains them); the page will say so" >&2
+	$(VENV)/bin/voila notebooks/10_segment_app.ipynb --port=$(PORT) --no-browser
 
 clean:
 	rm -rf _build book/executed .pytest_cache

@@ -16,9 +16,10 @@ comes from the environment variable ``BRATS_PROGRESS``:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import IO
+from typing import IO, Iterator
 
 MODES = ("auto", "terminal", "off")
 ENV = "BRATS_PROGRESS"
@@ -44,6 +45,26 @@ def terminal_stream() -> IO[str]:
     if _terminal is None or _terminal.closed:
         _terminal = os.fdopen(os.dup(original), "w", buffering=1, encoding="utf-8", errors="replace")
     return _terminal
+
+
+@contextlib.contextmanager
+def children_to_terminal() -> Iterator[None]:
+    """In ``terminal`` mode inside a Jupyter kernel: child processes started in this block (e.g. the kernels of a
+    papermill sweep) write their standard output and error to the terminal, not into the notebook. Elsewhere,
+    and in the other modes, it does nothing."""
+    original = getattr(sys.stderr, "_original_stdstream_copy", None)
+    if mode() != "terminal" or original is None:
+        yield
+        return
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        for fd in saved:
+            os.dup2(original, fd)
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def tqdm(*args, **kwargs):
@@ -78,4 +99,4 @@ def write(message: str) -> None:
     auto_tqdm.write(message)
 
 
-__all__ = ["ENV", "MODES", "mode", "terminal_stream", "tqdm", "write"]
+__all__ = ["ENV", "MODES", "children_to_terminal", "mode", "terminal_stream", "tqdm", "write"]

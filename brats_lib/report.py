@@ -200,21 +200,16 @@ def training_log(history: pd.DataFrame, decimals: int = 3) -> pd.DataFrame:
 
 def confusion_matrix(samples, labels: Sequence[int] = (0, 1, 2, 3, 4)) -> pd.DataFrame:
     """Voxel counts of ground truth (rows) × prediction (columns) over ``(image, label, prediction)`` samples
-    (e.g. :func:`validation_predictions`); rows and columns named by :data:`~brats_lib.labels.LABEL_NAMES`."""
+    (e.g. :func:`validation_predictions`); rows and columns named by :data:`~brats_lib.labels.LABEL_NAMES`.
+    The counting is :func:`brats_lib.metrics.label_confusion`."""
+    from .metrics.confusion import label_confusion
+
     labels = list(labels)
-    k = max(labels) + 1
-    counts = np.zeros((k, k), dtype=np.int64)
+    counts = np.zeros((len(labels), len(labels)), dtype=np.int64)
     for _, label, prediction in samples:
-        truth = np.asarray(label, dtype=np.int64).ravel()
-        pred = np.asarray(prediction, dtype=np.int64).ravel()
-        if truth.shape != pred.shape:
-            raise ValueError(f"label {truth.shape} and prediction {pred.shape} differ in size")
-        keep = (truth < k) & (pred < k)
-        counts += np.bincount(truth[keep] * k + pred[keep], minlength=k * k).reshape(k, k)
+        counts += label_confusion(label, prediction, labels)
     names = [LABEL_NAMES.get(v, str(v)) for v in labels]
-    out = pd.DataFrame(counts[np.ix_(labels, labels)], index=pd.Index(names, name="truth"),
-                       columns=pd.Index(names, name="prediction"))
-    return out
+    return pd.DataFrame(counts, index=pd.Index(names, name="truth"), columns=pd.Index(names, name="prediction"))
 
 
 def most_confused(confusion: pd.DataFrame, min_voxels: int = 1) -> tuple[str, str, float] | None:

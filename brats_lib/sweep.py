@@ -401,6 +401,7 @@ def execute_run(sweep: Sweep, run: Run, out: str | Path, timeout: int | None = N
     import papermill
 
     from .paths import project_root
+    from .progress import children_to_terminal
 
     out = Path(out)
     folder = out / run.name
@@ -411,9 +412,11 @@ def execute_run(sweep: Sweep, run: Run, out: str | Path, timeout: int | None = N
     marker: dict[str, Any] = {"name": run.name, "parameters": run.parameters}
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(sweep.notebook), str(tmp), parameters=papermill_parameters(sweep, run, out), kernel_name="python3",
-            cwd=str(project_root()), progress_bar=False, log_output=False, execution_timeout=timeout)
+        with children_to_terminal():  # the run's kernel logs to the terminal, not into a calling notebook
+            papermill.execute_notebook(
+                str(sweep.notebook), str(tmp), parameters=papermill_parameters(sweep, run, out),
+                kernel_name="python3", cwd=str(project_root()), progress_bar=False, log_output=False,
+                execution_timeout=timeout)
         marker["notebook_seconds"] = time.perf_counter() - start
         if sweep.evaluate:
             t0 = time.perf_counter()

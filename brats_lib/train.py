@@ -315,13 +315,22 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def prepare_data(config: TrainConfig, progress: bool = True) -> dict[str, list[str]]:
-    """Preprocess ``data_dir`` into ``cache_dir`` (skipping current cases) and load or make the split."""
+    """Preprocess ``data_dir`` into ``cache_dir`` (skipping current cases) and load or make the split.
+
+    A given ``splits_file`` is used as it is. The default ``<cache_dir>/splits.json`` is made on first use and
+    made again when the dataset's labelled cases are no longer the ones it splits (e.g. the demo dataset grew).
+    """
     preprocess_dataset(config.data_dir, config.cache_dir, PreprocessConfig(**config.preprocess),
                        workers=config.workers, progress=progress)
     splits_file = Path(config.splits_file or Path(config.cache_dir) / "splits.json")
-    if splits_file.exists():
+    if config.splits_file and splits_file.exists():
         return load_splits(splits_file)
     cases = [c for c in discover_cases(config.data_dir, require_images=False) if c.has_images and c.has_label]
+    if splits_file.exists():
+        splits = load_splits(splits_file)
+        if {cid for ids in splits.values() for cid in ids} == {c.case_id for c in cases}:
+            return splits
+        print(f"{splits_file}: the dataset's labelled cases changed; making a new split", file=sys.stderr)
     splits = make_splits(cases, seed=config.seed)
     save_splits(splits, splits_file, data_dir=str(config.data_dir), seed=config.seed)
     return splits

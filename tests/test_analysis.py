@@ -211,6 +211,27 @@ def test_evaluate_cases_only_listed_ids_and_postprocessing(tmp_path):
         analysis.evaluate_cases(tmp_path / "pred", tmp_path / "gt", ["A", "B"])
 
 
+def test_predict_cases_passes_the_window_overlap(tmp_path, monkeypatch):
+    """The sliding-window overlap reaches predict_case (the demo profile lowers it to save CPU time)."""
+    from brats_lib import inference
+    from conftest import write_tiny_case
+
+    write_tiny_case(tmp_path / "data", 0)
+    seen = []
+
+    def fake_predict(ensemble, loaded, **kwargs):
+        seen.append(kwargs)
+        return np.zeros(loaded.image.shape[1:], np.uint8)
+
+    monkeypatch.setattr(inference, "as_ensemble", lambda *args, **kwargs: "ensemble")
+    monkeypatch.setattr(inference, "predict_case", fake_predict)
+    ids = ["BraTS-GLI-00000-000"]
+    analysis.predict_cases("run", tmp_path / "data", ids, tmp_path / "a", device="cpu", overlap=0.25)
+    analysis.predict_cases("run", tmp_path / "data", ids, tmp_path / "b", device="cpu")
+    assert [k["overlap"] for k in seen] == [0.25, 0.5]
+    assert (tmp_path / "a" / "BraTS-GLI-00000-000.nii.gz").is_file()
+
+
 # ------------------------------------------------------------------------------------------------- plots
 
 

@@ -64,3 +64,33 @@ def test_terminal_stream_inside_a_kernel_bypasses_the_forwarded_stderr(monkeypat
     assert target.read_text() == "to the terminal\n"
     stream.close()
     os.close(fd)
+
+
+def test_children_write_to_the_terminal_inside_a_kernel(monkeypatch, tmp_path):
+    import os
+    import subprocess
+
+    target = tmp_path / "terminal.txt"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT)
+
+    class ForwardedStream(io.StringIO):
+        _original_stdstream_copy = fd
+
+    monkeypatch.setattr(sys, "stderr", ForwardedStream())
+    monkeypatch.setenv(progress.ENV, "terminal")
+    child = [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"]
+    before = os.fstat(2).st_ino
+    with progress.children_to_terminal():
+        subprocess.run(child, check=True)
+    assert os.fstat(2).st_ino == before  # fd 2 restored
+    assert sorted(target.read_text().split()) == ["err", "out"]
+    os.close(fd)
+
+
+def test_children_to_terminal_does_nothing_in_auto_mode(monkeypatch, capfd):
+    import subprocess
+
+    monkeypatch.setenv(progress.ENV, "auto")
+    with progress.children_to_terminal():
+        subprocess.run([sys.executable, "-c", "print('here')"], check=True)
+    assert "here" in capfd.readouterr().out

@@ -300,6 +300,9 @@ def _mean(image, seg, tissue, modality: str, region: str) -> float:
         ("t2w", "RC", "WM"), ("t2w", "NETC", "WM"),
         ("t2f", "SNFH", "CSF"), ("t2f", "SNFH", "WM"), ("t2f", "SNFH", "GM"), ("t2f", "WM", "RC"),
         ("t2f", "GM", "CSF"),
+        # necrosis is tissue, a cavity is fluid: NETC not suppressed on FLAIR, less dark on T1, less bright on T2
+        ("t2f", "NETC", "RC"), ("t2f", "NETC", "WM"), ("t1n", "NETC", "RC"),
+        ("t1c", "NETC", "RC"), ("t1c", "ET", "NETC"), ("t2w", "RC", "NETC"), ("t2w", "NETC", "SNFH"),
     ],
 )
 def test_contrast_order(memory_case, modality, brighter, darker):
@@ -324,3 +327,61 @@ def test_synthesise_case_api(memory_case):
     json.dumps({k: v for k, v in meta.items() if k != "tissue"})
     with pytest.raises(ValueError):
         synthesise_case(-1, 0)
+
+
+# ------------------------------------------------------------------ necrosis against cavity, against real scans
+
+
+def _zscored_medians(image: np.ndarray, seg: np.ndarray, regions: dict) -> dict:
+    """{region: {modality: median z}}, z-scored inside the brain after the 0.5–99.5 % clip (as preprocessing)."""
+    from brats_lib import preprocess as pp
+
+    image = image.astype(np.float32, copy=True)
+    mask = pp.brain_mask(image)
+    pp.clip_percentiles(image, mask, (0.5, 99.5))
+    pp.zscore_in_mask(image, mask)
+    return {name: {m: float(np.median(image[c][region])) for c, m in enumerate(io.MODALITIES)}
+            for name, region in regions.items() if region.sum() >= 200}
+
+
+@pytest.fixture(scope="module")
+def synthetic_z(loaded) -> list:
+    return [_zscored_medians(item.image, item.label, {k: item.label == v for k, v in LABEL.items()})
+            for item in loaded]
+
+
+def test_necrosis_and_cavity_differ_like_tissue_and_fluid(synthetic_z):
+    """On seed 0 cases 0–3 (z-scored as in preprocessing): NETC is FLAIR-bright and a cavity FLAIR-dark,
+    NETC far less dark than the cavity on T1, the cavity brighter on T2 (generator 1.0 failed the FLAIR
+    order against SNFH: NETC 1.5 z against SNFH 4.3 z)."""
+    both = [z for z in synthetic_z if "NETC" in z and "RC" in z]
+    assert len(both) >= 2
+    for z in both:
+        assert z["NETC"]["t2f"] > z["RC"]["t2f"] + 3.0, z
+        assert z["NETC"]["t2f"] > z["SNFH"]["t2f"], z
+        assert z["RC"]["t2f"] < 0 < z["NETC"]["t2f"], z
+        assert z["NETC"]["t1n"] > z["RC"]["t1n"] + 1.0, z
+        assert z["RC"]["t2w"] > z["NETC"]["t2w"], z
+
+
+#: (modality, brighter label, darker label) orders that hold in the median over the real sample patients.
+REAL_ORDERS = [("t2f", "NETC", "SNFH"), ("t2w", "NETC", "SNFH"), ("t2w", "NETC", "ET"),
+               ("t1c", "ET", "NETC"), ("t1c", "SNFH", "NETC")]
+
+
+def test_real_scans_and_generator_agree_on_necrosis(real_data_dir, synthetic_z):
+    """The label orders above hold on real BraTS patients (z-scored the same way) and on the generator's."""
+    root = real_data_dir / "brats2021"
+    cases = [c for c in io.discover_cases(root)] if root.is_dir() else []
+    real = []
+    for case in cases:
+        item = io.load_case(case)
+        real.append(_zscored_medians(item.image, item.label, {k: item.label == v for k, v in LABEL.items()}))
+    real = [z for z in real if "NETC" in z]
+    if len(real) < 3:
+        pytest.skip(f"fewer than 3 real cases with necrosis under {root}")
+    for modality, hi, lo in REAL_ORDERS:
+        real_gap = np.median([z[hi][modality] - z[lo][modality] for z in real if hi in z and lo in z])
+        synth_gap = np.median([z[hi][modality] - z[lo][modality] for z in synthetic_z if hi in z and lo in z])
+        assert real_gap > 0, (modality, hi, lo, real_gap)
+        assert synth_gap > 0, (modality, hi, lo, synth_gap)

@@ -368,3 +368,22 @@ def test_sigkill_at_a_random_moment_then_resume_equals_an_uninterrupted_run(data
     rows_b = list(csv.DictReader(open(resumed / "metrics.csv")))
     for a, b in zip(rows_a, rows_b, strict=True):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}, note
+def test_default_split_follows_a_grown_dataset(tmp_path):
+    """The automatic split is remade when cases are added; a given split file is kept as it is."""
+    raw = tmp_path / "raw"
+    for i in range(3):
+        write_tiny_case(raw, i)
+    config = tr.TrainConfig(data_dir=str(raw), cache_dir=str(tmp_path / "cache"), workers=0,
+                            preprocess={"downsample": 1, "margin": 2})
+    first = tr.prepare_data(config, progress=False)
+    assert sorted(c for ids in first.values() for c in ids) == [f"BraTS-GLI-{i:05d}-000" for i in range(3)]
+    assert tr.prepare_data(config, progress=False) == first  # unchanged dataset: same split, read back
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps(first))
+    for i in range(3, 8):
+        write_tiny_case(raw, i)
+    grown = tr.prepare_data(config, progress=False)
+    assert sorted(c for ids in grown.values() for c in ids) == [f"BraTS-GLI-{i:05d}-000" for i in range(8)]
+    assert json.loads((tmp_path / "cache" / "splits.json").read_text())["test"] == grown["test"]
+    kept = tr.prepare_data(tr.TrainConfig(**{**config.to_dict(), "splits_file": str(given)}), progress=False)
+    assert kept == first

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -22,8 +22,8 @@ from ..io import LoadedCase, discover_cases, load_case, save_label_map
 from ..models import decode_probabilities
 from ..preprocess import PreprocessConfig, invert_label, preprocess_case
 from .postprocess import check_thresholds, load_postprocessing, remove_small_components
-from .sliding_window import as_triple, resolve_device
-from .tta import ALL_AXES, predict_probabilities
+from .sliding_window import as_triple, resolve_device, window_slices
+from .tta import ALL_AXES, flip_combinations, predict_probabilities
 
 #: PreprocessConfig fields that define the grid and intensities a network sees (the others only
 #: concern the on-disk cache).
@@ -122,6 +122,40 @@ def as_ensemble(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | P
     return ensemble
 
 
+#: ``progress(stage, fraction)``: called with ``"preprocess"``, ``"sliding window"`` (fraction 0..1 of the
+#: network passes done) and ``"post-process"``; an exception raised by it aborts the prediction (a cancel).
+ProgressCallback = Callable[[str, float], None]
+
+
+class _Reporting(nn.Module):
+    """A network that reports each forward pass to a shared counter (progress and cancel during inference)."""
+
+    def __init__(self, model: nn.Module, tick: Callable[[], None]):
+        super().__init__()
+        self.model = model
+        self._tick = tick
+
+    def forward(self, x):
+        self._tick()
+        return self.model(x)
+
+
+def _reporting_models(ensemble: Ensemble, shape: Sequence[int], overlap: float, batch_size: int, n_copies: int,
+                      progress: ProgressCallback) -> list[nn.Module]:
+    """The ensemble's networks wrapped to call ``progress("sliding window", done / total)`` before each pass."""
+    patch = as_triple(ensemble.patch_size)
+    padded = tuple(max(int(s), p) for s, p in zip(shape, patch))
+    n_windows = len(window_slices(padded, patch, overlap))
+    total = -(-n_windows // batch_size) * n_copies * len(ensemble.models)
+    done = [0]
+
+    def tick() -> None:
+        progress("sliding window", min(done[0] / total, 1.0))
+        done[0] += 1
+
+    return [_Reporting(model, tick) for model in ensemble.models]
+
+
 def _postprocess_thresholds(ensemble: Ensemble, postprocess: bool | Mapping[str, int]) -> dict[str, int]:
     if postprocess is True:
         return ensemble.postprocess or {}
@@ -134,7 +168,7 @@ def predict_case(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | 
                  device: torch.device | str | None = "auto", tta: bool = True,
                  tta_axes: Sequence[int] = ALL_AXES, overlap: float = 0.5, batch_size: int = 2,
                  amp: bool = True, postprocess: bool | Mapping[str, int] = True, checkpoint: str = "best.pt",
-                 return_probabilities: bool = False, **overrides):
+                 return_probabilities: bool = False, progress: ProgressCallback | None = None, **overrides):
     """Predict the label map of one loaded case on its original grid.
 
     Args:
@@ -148,16 +182,24 @@ def predict_case(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | 
             none, a mapping those thresholds (:func:`.postprocess.remove_small_components`).
         checkpoint: checkpoint file name when loading run directories.
         return_probabilities: also return the probabilities on the preprocessed grid.
+        progress: optional ``progress(stage, fraction)`` (:data:`ProgressCallback`); raising from it cancels.
     Returns:
         (X, Y, Z) uint8 labels in the 2024 convention on the input's grid; with ``return_probabilities``
         a tuple ``(labels, probabilities (C, x, y, z) float32 CPU tensor, preprocessing meta)``.
     """
     device = resolve_device(device)
     ensemble = as_ensemble(source, checkpoint, device, **overrides)
+    report = progress or (lambda stage, fraction: None)
+    report("preprocess", 0.0)
     pre = preprocess_case(dataclasses.replace(loaded, label=None), ensemble.preprocess)
-    probs = predict_probabilities(ensemble.models, pre.image, as_triple(ensemble.patch_size),
+    models = ensemble.models
+    if progress is not None:
+        n_copies = len(flip_combinations(tta_axes)) if tta else 1
+        models = _reporting_models(ensemble, pre.image.shape[1:], overlap, batch_size, n_copies, progress)
+    probs = predict_probabilities(models, pre.image, as_triple(ensemble.patch_size),
                                   ensemble.output_mode, tta_axes if tta else None, overlap, batch_size,
                                   device=device, amp=amp, output_device=device)
+    report("post-process", 0.0)
     label = decode_probabilities(probs[None], ensemble.output_mode)[0].cpu().numpy()
     label = invert_label(label, pre.meta)
     thresholds = _postprocess_thresholds(ensemble, postprocess)

@@ -3,9 +3,11 @@
 * :mod:`.surface` — surfels, surface distances and HD95 as DeepMind's ``surface-distance``, and the same
   HD95 without whole-box distance transforms (:func:`fast_hd95`);
 * :mod:`.lesionwise` — one case → the official per-region and per-lesion tables (bit-identical);
+* :mod:`.confusion` — label confusion matrices (which true label each predicted label came from);
 * :mod:`.evaluate` — prediction and ground-truth folders → tidy region and lesion tables, and a summary.
 """
 
+from .confusion import label_confusion
 from .evaluate import LabelConventionWarning, evaluate_folders, score_case, summarise
 from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_results
 from .surface import fast_hd95, hd95, surface_distances
@@ -18,6 +20,7 @@ __all__ = [
     "evaluate_folders",
     "fast_hd95",
     "hd95",
+    "label_confusion",
     "lesion_wise_results",
     "score_case",
     "summarise",

@@ -6,10 +6,17 @@ modality). Lesion labels replace the tissue with soft (slightly blurred) edges a
 Then, per case and per modality: a slight blur, a multiplicative smooth bias field, an intensity scale,
 Rician noise, rounding to integers and zero outside the brain (skull-stripped). The physics users know:
 
-* t1n: WM > GM > CSF; RC and CSF dark; NETC darker than ET.
-* t1c: like t1n, ET strongly enhancing, NETC dark.
-* t2w: CSF, RC, NETC and SNFH bright; WM darkest.
-* t2f (FLAIR): SNFH brightest; CSF and RC suppressed (dark).
+* t1n: WM > GM > CSF; RC and CSF dark; NETC darker than ET and grey matter, far brighter than fluid.
+* t1c: like t1n, ET strongly enhancing, NETC dark (no enhancement) but brighter than fluid.
+* t2w: CSF and RC brightest; NETC and SNFH bright; WM darkest.
+* t2f (FLAIR): NETC and SNFH bright; CSF and RC suppressed (dark).
+
+Necrosis against a cavity: a resection cavity is fluid (CSF-like: dark on T1 and FLAIR, brightest on T2);
+necrotic tissue is not suppressed on FLAIR and only moderately dark on T1. Z-scored inside the brain, the
+real BraTS sample cases the tests read (the 6 BraTS 2021 patients with NETC) give NETC medians of about
+0.0 (t1n), -0.6 (t1c), +0.9 (t2w), +2.8 (t2f): FLAIR-brighter than SNFH (+1.5). Generator 1.0 drew NETC
+half-way to fluid (t1n 0.48, t2f 0.80: FLAIR-darker than SNFH and ET), which made the necrotic core of an
+untreated tumour look like a small cavity to the networks; 1.1 follows the real direction.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ TISSUE_MEANS: dict[str, tuple[float, float, float, float]] = {
     "WM": (1.00, 1.00, 0.42, 0.55),
     "GM": (0.72, 0.74, 0.62, 0.72),
     "CSF": (0.22, 0.22, 1.60, 0.18),
-    "NETC": (0.48, 0.42, 1.25, 0.80),
+    "NETC": (0.62, 0.60, 1.30, 1.60),
     "SNFH": (0.68, 0.70, 1.05, 1.40),
     "ET": (0.80, 1.85, 0.90, 1.05),
     "RC": (0.20, 0.21, 1.65, 0.26),

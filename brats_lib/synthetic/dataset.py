@@ -18,7 +18,7 @@ from .contrasts import render_contrasts
 from .lesions import plan_case, paint_labels, variant_for
 
 #: Bump whenever the same (seed, index) would produce different bytes.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 MANIFEST_NAME = "dataset.json"
 
 
