@@ -51,7 +51,8 @@ def split_cases(data_dir: PathLike, case_ids: Sequence[str]) -> list:
 
 def predict_cases(run_dirs, data_dir: PathLike, case_ids: Sequence[str], out_dir: PathLike,
                   device: str = "auto", tta: bool = True, tta_axes: Sequence[int] = (0, 1, 2),
-                  postprocess=False, checkpoint: str = "best.pt", progress: bool = False) -> list[Path]:
+                  postprocess=False, checkpoint: str = "best.pt", progress: bool = False,
+                  overlap: float = 0.5) -> list[Path]:
     """Predict only the cases ``case_ids`` of ``data_dir`` and write ``out_dir/<case-id>.nii.gz``.
 
     :func:`brats_lib.inference.predict_folder` predicts a whole folder; this loops
@@ -61,6 +62,8 @@ def predict_cases(run_dirs, data_dir: PathLike, case_ids: Sequence[str], out_dir
         run_dirs: run director(y/ies) or a loaded :class:`~brats_lib.inference.Ensemble`.
         postprocess: as :func:`~brats_lib.inference.predict_case`; default ``False`` (raw predictions, so
             post-processing can be tuned and compared separately).
+        overlap: sliding-window overlap (0.5 as nnU-Net; the CPU demo uses 0.25: 12 windows per ×2 case
+            instead of 27–36).
         other arguments: as :func:`~brats_lib.inference.predict_case`.
     Returns:
         the written files, in the order of ``case_ids``.
@@ -77,7 +80,7 @@ def predict_cases(run_dirs, data_dir: PathLike, case_ids: Sequence[str], out_dir
     for case in tqdm(split_cases(data_dir, case_ids), desc="predict", unit="case", disable=not progress):
         loaded = load_case(dataclasses.replace(case, seg_path=None))
         label = predict_case(ensemble, loaded, device=device, tta=tta, tta_axes=tuple(tta_axes),
-                             postprocess=postprocess)
+                             postprocess=postprocess, overlap=overlap)
         written.append(save_label_map(label, loaded.geometry, prediction_path(out_dir, case.case_id)))
     return written
 
