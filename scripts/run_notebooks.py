@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -42,6 +43,13 @@ NOTEBOOK_PATTERN = re.compile(r"^\d\d_.+\.ipynb$")
 def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
     """``folder/[0-9][0-9]_*.ipynb`` sorted by name."""
     return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
+
+
+def in_book(notebook: Path) -> bool:
+    """False for a notebook whose metadata says ``"brats": {"in_book": false}`` (the Voilà app: its upload and
+    segmentation controls need a live kernel, so a static page of it would be a page of inert controls)."""
+    meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("brats", {})
+    return bool(meta.get("in_book", True))
 
 
 def _expand(value, where: str):
@@ -304,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = load_profile(args.profile)
     notebooks = select(numbered_notebooks(), args.only)
+    if book and not args.only:  # the book's run leaves out what is not a chapter (named with --only, it runs)
+        notebooks = [p for p in notebooks if in_book(p)]
     if not notebooks:
         raise SystemExit(f"no notebooks/[0-9][0-9]_*.ipynb in {NOTEBOOKS}")
     known = {p.name for p in numbered_notebooks()} | {p.stem for p in numbered_notebooks()} | {"_defaults"}

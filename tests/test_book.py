@@ -32,6 +32,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 BOOK_NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
+                              if json.loads(p.read_text(encoding="utf-8"))["metadata"].get("brats", {})
+                              .get("in_book", True)  # the Voilà app is served, not a chapter of the book
                               if not os.environ.get("BRATS_BOOK_ONLY")  # e.g. "00,02": a quicker partial check
                               or p.name[:2] in os.environ["BRATS_BOOK_ONLY"].split(",")))
 EXECUTE_PROFILE = "demo,smoke"        # what the test runs when no fresh executed copy is there

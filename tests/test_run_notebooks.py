@@ -80,3 +80,11 @@ def test_book_info_lists_chapters_and_the_profile(runner, tmp_path):
     assert "{doc}`07 · A chapter </book/executed/07_a>` | It trains a model. |" in text
     assert "{doc}`07 · A chapter </book/executed/08_b>` | One line. |" in text
     assert "NETC (1)" in text and "#D55E00" in text   # the house palette, from brats_lib.labels
+
+
+def test_the_app_is_not_a_chapter_of_the_book(runner, tmp_path):
+    names = {p.name: runner.in_book(p) for p in runner.numbered_notebooks()}
+    assert names["10_segment_app.ipynb"] is False
+    assert all(v for k, v in names.items() if k != "10_segment_app.ipynb")
+    plain = _notebook(tmp_path / "99_plain.ipynb", injected=False)
+    assert runner.in_book(plain) is True
