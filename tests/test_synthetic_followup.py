@@ -54,7 +54,7 @@ def test_followup_keeps_anatomy_and_grows_the_lesion(patient):
     assert followup_changes(SEED, 3) == ("grow",)
     assert after[NETC] + after[ET] > 1.3 * (before[NETC] + before[ET])  # tumour core grows
     assert after[SNFH] + after[NETC] + after[ET] > before[SNFH] + before[NETC] + before[ET]
-    assert before[RC] == after[RC] == 0
+    assert before[RC] > 0 and after[RC] > 0  # a multifocal case: its resection cavity is still there
 
 
 def test_followup_is_deterministic(patient):
