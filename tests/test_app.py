@@ -539,13 +539,12 @@ def test_jupyterlab_runs_the_eda_notebook_and_its_slider_changes_the_image(brows
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(f"{base}/lab/tree/01_eda.ipynb", wait_until="load")
         page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
-        page.wait_for_function(
-            "() => document.querySelector('.jp-Notebook-ExecutionIndicator, .jp-KernelStatus') !== null")
-        time.sleep(1)  # let the kernel settle before running
+        # the kernel is up and idle before Run All (under load it can take a minute to start)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
         browser_widget = page.locator(".brats-slice-browser")
-        browser_widget.wait_for(state="attached", timeout=300_000)
+        browser_widget.wait_for(state="attached", timeout=600_000)
         browser_widget.scroll_into_view_if_needed()
         browser_widget.locator(".widget-slider").first.wait_for(state="visible")
 
