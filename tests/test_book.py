@@ -50,10 +50,6 @@ KNOWN_OPEN = {
     "slice slider": "issue 14 (open): since the SliceBrowser moved to viz.widgets, the static book's slice slider "
                     "moves its readout but the pre-rendered image does not follow",
     "book/executed/01_eda": "issue 14 (open): the static slice browser's slider does not change the displayed image",
-    # fixed in the notebooks (a narrower table, a brats-scroll table, the panels' overflow) after the last
-    # book build of the session; not yet seen passing:
-    "width book/executed/09_error_analysis": "issue 8 (open): the change-over-time table was wider than the column",
-    "width book/executed/11_architecture_study": "issue 11 (open): the ablation table was wider than the column",
 }
 
 
