@@ -16,9 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io import AFFINE_TOLERANCE, BratsInputError, read_nifti
-from ..labels import to_2024
-from ..metrics.evaluate import CaseJob, find_ground_truths, nifti_files
+from ..io import AFFINE_TOLERANCE, BratsInputError
+from ..metrics.evaluate import CaseJob, find_ground_truths, nifti_files, read_label_map
 
 PathLike = str | Path
 
@@ -55,20 +54,6 @@ class Pair:
 def voxel_volume_ml(affine: np.ndarray) -> float:
     """Volume (mL) of one voxel of a grid with this voxel → world (mm) ``affine``."""
     return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
-
-
-def read_label_map(path: PathLike, convention: str = "2024") -> tuple[np.ndarray, np.ndarray]:
-    """A label map (uint8, 2024 convention; legacy labels converted) and its affine.
-
-    Raises:
-        BratsInputError: unreadable file or unknown label values (naming the file).
-    """
-    data, img = read_nifti(path)
-    try:
-        labels = to_2024(data, convention, source=str(path))
-    except ValueError as exc:
-        raise BratsInputError(str(exc)) from exc
-    return labels, np.asarray(img.affine, dtype=np.float64)
 
 
 def check_same_grid(pred_path, pred_shape, pred_affine, gt_path, gt_shape, gt_affine) -> None:

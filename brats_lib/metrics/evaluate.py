@@ -168,7 +168,12 @@ def _spacing(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(s) for s in spacing)
 
 
-def _read_labels(path: Path, convention: str):
+def read_label_map(path: str | Path, convention: str = "2024") -> tuple[np.ndarray, np.ndarray]:
+    """A label map (uint8, 2024 convention; legacy labels converted) and its affine.
+
+    Raises:
+        BratsInputError: unreadable file or unknown label values (naming the file).
+    """
     data, img = read_nifti(path)
     try:
         labels = to_2024(data, convention, source=str(path))
@@ -184,7 +189,7 @@ def load_prediction(path: str | Path, convention: str = "2024") -> tuple[np.ndar
         (labels (X, Y, Z) uint8, spacing (mm) = column norms of the affine rounded to float32, as the
         official scorer's).
     """
-    labels, affine = _read_labels(Path(path), convention)
+    labels, affine = read_label_map(Path(path), convention)
     return labels, _spacing(affine)
 
 
@@ -231,8 +236,8 @@ def load_pair(job: CaseJob) -> tuple[np.ndarray, np.ndarray, tuple[float, float,
         BratsInputError: unreadable files, labels outside their convention, or the two files on different
             grids (shape or affine; both files named).
     """
-    pred, pred_affine = _read_labels(Path(job.pred_path), job.pred_convention)
-    gt, gt_affine = _read_labels(Path(job.gt_path), job.gt_convention)
+    pred, pred_affine = read_label_map(Path(job.pred_path), job.pred_convention)
+    gt, gt_affine = read_label_map(Path(job.gt_path), job.gt_convention)
     _check_grid(job, pred.shape, pred_affine, gt.shape, gt_affine)
     notes = []
     if job.pred_convention == "2024" and (gt == ET).any() and (pred == RC).any() and not (pred == ET).any():
