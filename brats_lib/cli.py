@@ -10,6 +10,8 @@ Subcommands::
                      [--workers N]
     brats volumes    --seg DIR --out FILE.csv
     brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
+    brats gan-train  --config FILE [--set KEY=JSON ...] [--override]
+    brats gan-synth  --run RUN --data DIR --out DIR --n N --seed S [--split NAME] [--start K] [--device D]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
 module lazily so that ``brats --help`` stays fast. A user fault (:class:`~brats_lib.errors.BratsUserError`,
@@ -217,6 +219,49 @@ def _add_volumes(sub: argparse._SubParsersAction) -> None:
 
         table = write_volume_table(args.seg, args.out, progress=sys.stderr.isatty())
         print(f"wrote {len(table)} rows ({table['case'].nunique()} case(s)) to {args.out}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_gan_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gan-train", help="train the tumour-inpainting GAN from a JSON config (brats_lib.gan.train."
+                                         "GanConfig fields); resumes from the run's last.pt")
+    p.add_argument("--config", required=True, help="JSON file of brats_lib.gan.train.GanConfig fields")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="override fields, e.g. epochs=2")
+    p.add_argument("--override", action="store_true",
+                   help="resume a run even though the config differs from its config.json (logged)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .gan.train import run_from_args
+
+        return run_from_args(args)
+
+    p.set_defaults(func=run)
+
+
+@_subcommand
+def _add_gan_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gan-synth", help="write N new cases (official 2024 layout): a labelled case with another "
+                                         "case's tumour label inserted and inpainted by a GAN run")
+    p.add_argument("--run", required=True, help="GAN run directory (of brats gan-train)")
+    p.add_argument("--data", required=True, help="dataset folder with labelled cases (any layout brats_lib.io reads)")
+    p.add_argument("--out", required=True, help="output folder for BraTS-GLI-<K+i>-000/ cases and provenance.csv")
+    p.add_argument("--n", type=int, required=True, help="number of new cases")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--split", default=None, metavar="NAME",
+                   help="use only this split (e.g. train) of the run's splits.json as sources and donors")
+    p.add_argument("--start", type=int, default=90000, help="case number of the first new case (default 90000)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:1 …")
+
+    def run(args: argparse.Namespace) -> int:
+        from .gan.synth import split_case_ids, synthesise
+
+        ids = split_case_ids(args.run, args.split) if args.split else None
+        records = synthesise(args.run, args.data, args.out, args.n, seed=args.seed, case_ids=ids, start=args.start,
+                             device=args.device, progress=sys.stderr.isatty())
+        print(f"wrote {len(records)} case(s) and provenance.csv to {args.out}")
         return 0
 
     p.set_defaults(func=run)

@@ -1,0 +1,338 @@
+"""New training cases from a trained inpainting GAN: a real case + a tumour label taken from another case.
+
+For each new case (all randomness from ``default_rng((seed, i))``, so a seed gives the same bytes):
+
+1. a **source** case and a **donor** case (another patient where there is one) are drawn from the labelled
+   cases; the donor's whole tumour label (its bounding box) is flipped along random axes and turned by a
+   random multiple of 90° in the axial plane;
+2. it is **placed** at a random brain voxel of the source such that every inserted tumour voxel lies in the
+   brain (non-zero in some contrast) and the inpainting region (the inserted tumour dilated by the run's
+   ``dilation`` × its resolution factor) does not touch the existing tumour; after ``max_tries`` failed
+   placements (a new source/donor pair every ``tries_per_pair``) synthesis gives up with a message;
+3. a cube around it, at least the run's ``crop_size`` (larger for a larger tumour: the generator is fully
+   convolutional), is normalised as the cache was (clip to the source's in-brain 0.5/99.5 percentiles,
+   z-score over the brain), resampled to the GAN's resolution, its region replaced by noise and
+   **inpainted**; the output is resampled back (trilinear) and de-normalised;
+4. each contrast's inpainted intensities are **matched to the surrounding tissue**: an affine map takes the
+   mean and spread of the generated voxels on the inner border of the region to those of the real voxels
+   just outside it (the spread ratio bounded to [0.5, 2]), then clipped to the source's intensity range;
+5. only the region's brain voxels are replaced; the new label is the source's label with the inserted one
+   written into it (they do not overlap). Every other voxel is the source's, bit for bit.
+
+Cases are written in the official 2024 layout (``BraTS-GLI-<start + i>-000/…-t1n.nii.gz`` …, float32 images,
+uint8 label) on the source's grid with :mod:`brats_lib.io`'s atomic writers, each case into a hidden folder
+renamed into place when complete; ``provenance.csv`` names each case's source, donor, placement, flips,
+rotation and tries. Inputs are checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._atomic import write_text_atomic
+from ..data import read_window
+from ..errors import BratsConfigError, BratsInputError
+from ..io import Case, MODALITIES, case_file_name, discover_cases, load_case, load_case_label, save_label_map, save_nifti
+from ..preprocess import resample_image, resample_majority
+from ..progress import tqdm
+from .crops import dilate, erode, generator_input
+from .train import load_gan_run
+
+#: Context (voxels of the GAN grid) kept on every side of the inpainting region inside the crop.
+CONTEXT = 4
+
+
+@dataclass
+class Insertion:
+    """Where one new case came from (a row of ``provenance.csv``)."""
+
+    case_id: str
+    source: str
+    donor: str
+    centre_x: int
+    centre_y: int
+    centre_z: int
+    flips: str  # axes flipped, e.g. "0,2"
+    rot90: int  # quarter turns in the axial (x, y) plane
+    tries: int
+    crop_size: int  # GAN-grid voxels
+    inserted_voxels: int
+
+
+def _window(start: Sequence[int], size: Sequence[int], shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(volume slices, window slices) of the overlap of a window (start may be negative) with a volume."""
+    src, dst = [], []
+    for s, n, dim in zip(start, size, shape):
+        lo, hi = max(s, 0), min(s + n, dim)
+        src.append(slice(lo, max(hi, lo)))
+        dst.append(slice(lo - s, lo - s + max(hi - lo, 0)))
+    return tuple(src), tuple(dst)
+
+
+def _dilate_np(mask: np.ndarray, radius: int) -> np.ndarray:
+    return dilate(torch.from_numpy(np.ascontiguousarray(mask))[None], radius)[0].numpy()
+
+
+def transformed_piece(label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[int], int]:
+    """The bounding box of ``label``'s tumour (values kept, background 0), flipped and turned by ``rng``:
+    (piece, flipped axes, quarter turns in the (x, y) plane)."""
+    where = np.argwhere(label > 0)
+    lo, hi = where.min(0), where.max(0) + 1
+    piece = label[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    flips = [a for a in range(3) if rng.random() < 0.5]
+    if flips:
+        piece = np.flip(piece, axis=flips)
+    k = int(rng.integers(4))
+    return np.ascontiguousarray(np.rot90(piece, k, axes=(0, 1))), flips, k
+
+
+class _Source:
+    """A loaded source case with what placement and normalisation need."""
+
+    def __init__(self, case: Case, clip: tuple[float, float]):
+        loaded = load_case(case)
+        self.case, self.image, self.label, self.geometry = case, loaded.image, loaded.label, loaded.geometry
+        self.brain = self.image.any(axis=0)
+        if not self.brain.any():
+            raise BratsInputError(f"{case.folder}: empty brain (every contrast is 0 everywhere)")
+        self.brain_coords = np.argwhere(self.brain)
+        self.low = np.empty(4)
+        self.high = np.empty(4)
+        self.mean = np.empty(4)
+        self.std = np.empty(4)
+        self.range = np.empty((4, 2))
+        for c in range(4):
+            values = self.image[c][self.brain]
+            self.low[c], self.high[c] = np.percentile(values, clip)
+            clipped = np.clip(values, self.low[c], self.high[c]).astype(np.float64)
+            self.mean[c], self.std[c] = clipped.mean(), max(clipped.std(), 1e-6)
+            self.range[c] = values.min(), values.max()
+
+    def normalise(self, crop: np.ndarray, brain: np.ndarray) -> np.ndarray:
+        z = (np.clip(crop, self.low[:, None, None, None], self.high[:, None, None, None])
+             - self.mean[:, None, None, None]) / self.std[:, None, None, None]
+        return (z * brain).astype(np.float32)
+
+
+class Synthesiser:
+    """Inserts donor tumours into source cases with a trained GAN run; see the module docstring.
+
+    Raises (at construction, before anything is written):
+        BratsConfigError: ``run`` is not a GAN run.
+        BratsInputError: ``data_dir`` holds fewer than two labelled cases, or ``case_ids`` names a case it
+            does not hold.
+    """
+
+    def __init__(self, run: str | Path, data_dir: str | Path, case_ids: Sequence[str] | None = None,
+                 device: str | torch.device = "cpu", max_tries: int = 200, tries_per_pair: int = 20):
+        from ..device import resolve_device
+
+        self.device = resolve_device(device)
+        self.generator, self.config = load_gan_run(run, device=self.device)
+        cases = discover_cases(data_dir, require_images=False)
+        labelled = [c for c in cases if c.has_label and c.has_images]
+        if case_ids is not None:
+            wanted = set(case_ids)
+            missing = sorted(wanted - {c.case_id for c in labelled})
+            if missing:
+                raise BratsInputError(f"{data_dir}: no labelled case {missing[0]} (of the {len(wanted)} asked for)")
+            labelled = [c for c in labelled if c.case_id in wanted]
+        if len(labelled) < 2:
+            raise BratsInputError(f"{data_dir}: {len(labelled)} case(s) with images and a label (-seg) file; "
+                                  "synthesis needs at least two (a source and a donor of the inserted tumour)")
+        self.cases = labelled
+        self.factor = float(self.config.preprocess.get("downsample", 1))
+        self.clip = tuple(self.config.preprocess.get("clip_percentiles", (0.5, 99.5)))
+        self.dilation_full = int(math.ceil(self.config.dilation * self.factor))
+        self.max_tries, self.tries_per_pair = int(max_tries), int(tries_per_pair)
+        self._labels: dict[str, np.ndarray] = {}
+        self._source: _Source | None = None
+
+    # ----------------------------------------------------------------------------------------- pieces
+    def _label(self, case: Case) -> np.ndarray:
+        if case.case_id not in self._labels:
+            self._labels[case.case_id] = load_case_label(case)
+        return self._labels[case.case_id]
+
+    def _load_source(self, case: Case) -> _Source:
+        if self._source is None or self._source.case.case_id != case.case_id:
+            self._source = None
+            self._source = _Source(case, self.clip)
+        return self._source
+
+    def _pair(self, rng: np.random.Generator) -> tuple[Case, Case]:
+        source = self.cases[int(rng.integers(len(self.cases)))]
+        others = [c for c in self.cases if c.patient_id != source.patient_id and self._has_tumour(c)]
+        others = others or [c for c in self.cases if c.case_id != source.case_id and self._has_tumour(c)]
+        if not others:
+            raise BratsInputError(f"{source.folder}: no other case has a tumour label to insert")
+        return source, others[int(rng.integers(len(others)))]
+
+    def _has_tumour(self, case: Case) -> bool:
+        return bool((self._label(case) > 0).any())
+
+    def place(self, rng: np.random.Generator) -> tuple[_Source, Case, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """(source, donor, piece, its region, its start voxel, details) of a valid placement.
+
+        Raises:
+            BratsInputError: no valid placement after ``max_tries`` tries.
+        """
+        tried: list[str] = []
+        for attempt in range(self.max_tries):
+            if attempt % self.tries_per_pair == 0:
+                source_case, donor = self._pair(rng)
+                source = self._load_source(source_case)
+                piece, flips, k = transformed_piece(self._label(donor), rng)
+                r = self.dilation_full
+                region = _dilate_np(np.pad(piece > 0, r), r)
+                occupied = source.label > 0
+                tried.append(f"{donor.case_id} into {source_case.case_id}")
+            centre = source.brain_coords[int(rng.integers(len(source.brain_coords)))]
+            start = centre - np.array(piece.shape) // 2
+            if (start < 0).any() or (start + piece.shape > np.array(source.brain.shape)).any():
+                continue
+            box = tuple(slice(s, s + n) for s, n in zip(start, piece.shape))
+            if not source.brain[box][piece > 0].all():
+                continue
+            rstart = start - r
+            vol, win = _window(rstart, region.shape, source.brain.shape)
+            if (occupied[vol] & region[win]).any():
+                continue
+            return source, donor, piece, region, start, {"flips": flips, "rot90": k, "tries": attempt + 1}
+        raise BratsInputError(f"no place for an inserted tumour inside the brain and away from the existing "
+                              f"tumour after {self.max_tries} tries ({'; '.join(tried[-3:])}); the cases' brains "
+                              "may be too small for their tumours")
+
+    # ----------------------------------------------------------------------------------------- inpaint
+    @torch.no_grad()
+    def make_case(self, index: int, seed: int, case_id: str) -> tuple[np.ndarray, np.ndarray, _Source, Insertion]:
+        """(image (4, X, Y, Z) float32, label (X, Y, Z) uint8, source, provenance) of new case ``index``."""
+        rng = np.random.default_rng((seed, index))
+        source, donor, piece, region, start, details = self.place(rng)
+        r = self.dilation_full
+        shape = np.array(source.brain.shape)
+        divisor = self.generator.divisor
+        need = max(region.shape) / self.factor + 2 * CONTEXT
+        size = max(self.config.crop_size, int(math.ceil(need / divisor)) * divisor)
+        full = int(round(size * self.factor))
+        centre = start + np.array(piece.shape) // 2
+        wstart = centre - full // 2
+        vol, win = _window(wstart, (full,) * 3, shape)
+        # the crop: the inserted label, its region (inside the brain), the source's contrasts and brain
+        inserted = np.zeros((full,) * 3, np.uint8)
+        pstart = start - wstart
+        inserted[tuple(slice(s, s + n) for s, n in zip(pstart, piece.shape))] = piece
+        region_crop = np.zeros((full,) * 3, bool)
+        region_crop[tuple(slice(s - r, s - r + n) for s, n in zip(pstart, region.shape))] = region
+        brain_crop = read_window(source.brain, wstart, (full,) * 3)
+        region_crop &= brain_crop
+        image_crop = read_window(source.image, wstart, (full,) * 3)
+        # the GAN's grid
+        z = source.normalise(image_crop, brain_crop)
+        low = (size,) * 3
+        z_low = resample_image(z, low)
+        label_low = resample_majority(inserted, low)
+        mask_low = resample_image(region_crop[None].astype(np.float32), low)[0] > 0
+        noise = torch.randn((1, 4, *low), generator=torch.Generator().manual_seed(int(rng.integers(2**63))))
+        x = generator_input(torch.from_numpy(z_low)[None], torch.from_numpy(label_low.astype(np.int64))[None],
+                            torch.from_numpy(mask_low)[None, None].float(), noise).to(self.device)
+        out = self.generator(x).float()
+        out = F.interpolate(out, size=(full,) * 3, mode="trilinear", align_corners=False)[0].cpu().numpy()
+        generated = out * source.std[:, None, None, None] + source.mean[:, None, None, None]
+        # match each contrast to the tissue around the region
+        t_region = torch.from_numpy(region_crop)[None]
+        outer = (dilate(t_region, 1) & ~t_region)[0].numpy() & brain_crop
+        inner = (t_region & ~erode(t_region, 1))[0].numpy()
+        for c in range(4):
+            if outer.any() and inner.any():
+                mu_in, sd_in = generated[c][inner].mean(), generated[c][inner].std()
+                mu_out, sd_out = image_crop[c][outer].mean(), image_crop[c][outer].std()
+                scale = float(np.clip(sd_out / sd_in, 0.5, 2.0)) if sd_in > 0 and sd_out > 0 else 1.0
+                generated[c] = (generated[c] - mu_in) * scale + mu_out
+            generated[c] = np.clip(generated[c], *source.range[c])
+        # paste into a copy of the source
+        image = source.image.copy()
+        label = source.label.copy()
+        view = image[(slice(None),) + vol]
+        paint = region_crop[win]
+        view[:, paint] = generated[(slice(None),) + win][:, paint].astype(np.float32)
+        label_view = label[vol]
+        put = inserted[win] > 0
+        label_view[put] = inserted[win][put]
+        provenance = Insertion(case_id, source.case.case_id, donor.case_id, *(int(v) for v in centre),
+                               ",".join(map(str, details["flips"])), details["rot90"], details["tries"], size,
+                               int((piece > 0).sum()))
+        return image, label, source, provenance
+
+
+def split_case_ids(run: str | Path, split: str) -> list[str]:
+    """The case ids of ``split`` (e.g. ``train``) of a GAN run's patient split (its ``splits_file``, else
+    ``<cache_dir>/splits.json``).
+
+    Raises:
+        BratsConfigError: the run is not a GAN run, its split file is missing, or has no such split.
+    """
+    from ..data import load_splits
+
+    _, config = load_gan_run(run)
+    path = Path(config.splits_file or Path(config.cache_dir) / "splits.json")
+    if not path.is_file():
+        raise BratsConfigError(f"{path}: the run's split file does not exist (give --data without --split)")
+    splits = load_splits(path)
+    if not splits.get(split):
+        raise BratsConfigError(f"{path}: no split {split!r} (has {sorted(k for k, v in splits.items() if v)})")
+    return list(splits[split])
+
+
+def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: int, seed: int = 0,
+               case_ids: Sequence[str] | None = None, start: int = 90000, device: str = "cpu",
+               max_tries: int = 200, progress: bool = False) -> list[Insertion]:
+    """Write ``n`` new cases ``BraTS-GLI-<start + i>-000`` into ``out_dir``; returns their provenance.
+
+    Raises (before anything is written):
+        BratsConfigError: ``n`` is not a positive integer, ``run`` is not a GAN run, or ``out_dir`` already
+            holds one of the case folders.
+        BratsInputError: see :class:`Synthesiser`; also a failed placement (cases written before it stay).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise BratsConfigError(f"--n must be a positive number of cases, got {n!r}")
+    if not (0 <= start and start + n <= 100000):
+        raise BratsConfigError(f"case numbers {start}..{start + n - 1} do not fit the 5-digit BraTS ids")
+    out_dir = Path(out_dir)
+    ids = [f"BraTS-GLI-{start + i:05d}-000" for i in range(n)]
+    clash = [i for i in ids if (out_dir / i).exists()]
+    if clash:
+        raise BratsConfigError(f"{out_dir / clash[0]}: already exists; choose a new --out (or --start)")
+    synth = Synthesiser(run, data_dir, case_ids, device=device, max_tries=max_tries)
+    records: list[Insertion] = []
+    for i, case_id in enumerate(tqdm(ids, desc="gan-synth", disable=not progress)):
+        image, label, source, provenance = synth.make_case(i, seed, case_id)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".{case_id}.partial"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        for c, modality in enumerate(MODALITIES):
+            save_nifti(image[c], source.geometry, tmp / case_file_name(case_id, modality), dtype=np.float32)
+        save_label_map(label, source.geometry, tmp / case_file_name(case_id, "seg"))
+        os.replace(tmp, out_dir / case_id)
+        records.append(provenance)
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(records[0])))
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in records)
+    write_text_atomic(out_dir / "provenance.csv", buffer.getvalue())
+    return records
+
+
+__all__ = ["Insertion", "Synthesiser", "split_case_ids", "synthesise", "transformed_piece"]

@@ -1,0 +1,334 @@
+"""The tumour-inpainting GAN: crops and compositing, the networks, losses, exact resume, synthesis, the CLI."""
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from brats_lib import cli
+from brats_lib.gan import crops, losses, models
+from brats_lib.gan import synth as gs
+from brats_lib.gan import train as gt
+from brats_lib.io import MODALITIES, discover_cases, load_case
+from conftest import TINY_AFFINE
+
+SHAPE = (40, 40, 40)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny networks run several times faster so on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_spacious_case(root, index):
+    """A 40³ case: a brain ball of radius 17 with a small tumour (SNFH ⊃ ET ⊃ NETC, radius 4) off-centre along
+    x (+9 or −9 by index parity), so the other half of the brain has room for an inserted tumour."""
+    rng = np.random.default_rng(index)
+    case_id = f"BraTS-GLI-{index:05d}-000"
+    folder = root / case_id
+    folder.mkdir(parents=True)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij")).astype(float)
+    brain = np.sqrt(((grid - 20) ** 2).sum(0)) < 17
+    centre = np.array([20 + (9 if index % 2 else -9), 20, 20])
+    r = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
+    label = np.zeros(SHAPE, np.uint8)
+    label[r < 4] = 2
+    label[r < 2.5] = 3
+    label[r < 1.2] = 1
+    for c, m in enumerate(MODALITIES):
+        image = (100.0 + 10 * c + 5 * rng.standard_normal(SHAPE) + 40 * (label > 0) + 15 * label) * brain
+        nib.save(nib.Nifti1Image(image.astype(np.float32), TINY_AFFINE), folder / f"{case_id}-{m}.nii.gz")
+    nib.save(nib.Nifti1Image(label, TINY_AFFINE), folder / f"{case_id}-seg.nii.gz")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gan_data")
+    for i in range(4):
+        write_spacious_case(root / "raw", i)
+    return root
+
+
+def _config(dataset, run_dir, **overrides):
+    values = dict(data_dir=str(dataset / "raw"), cache_dir=str(dataset / "cache"), run_dir=str(run_dir),
+                  preprocess={"downsample": 1, "margin": 2}, crop_size=16, crop_jitter=1, dilation=1,
+                  generator={"features_per_stage": [4, 8]}, discriminator={"features": [4, 8]}, batch_size=2,
+                  epochs=2, iterations_per_epoch=2, val_crops=2, workers=0, device="cpu")
+    values.update(overrides)
+    return gt.GanConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def gan_run(dataset):
+    run = dataset / "run"
+    gt.train_gan(_config(dataset, run), progress=False)
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ crops, models
+
+
+def test_generator_input_and_output_shapes():
+    label = torch.zeros(2, 16, 16, 16, dtype=torch.int64)
+    label[:, 6:10, 6:10, 6:10] = 2
+    label[:, 7:9, 7:9, 7:9] = 3
+    image = torch.randn(2, 4, 16, 16, 16)
+    mask = crops.inpaint_mask(label, 1)
+    assert mask.shape == (2, 1, 16, 16, 16) and int(mask[0].sum()) == 6 ** 3  # the 4³ tumour dilated by 1
+    x = crops.generator_input(image, label, mask, torch.zeros_like(image))
+    assert x.shape == (2, 9, 16, 16, 16)
+    assert torch.equal(x[:, :4][mask.expand(-1, 4, -1, -1, -1).bool()], torch.zeros(2 * 4 * 216))  # noise inside
+    assert int(x[0, 5].sum()) == 4 ** 3 - 2 ** 3 and int(x[0, 6].sum()) == 2 ** 3  # SNFH and ET channels
+    assert int(x[0, 4].sum()) == 0 and int(x[0, 7].sum()) == 0 and torch.equal(x[:, 8:], mask)
+    generator = models.InpaintGenerator(features_per_stage=[4, 8, 16])
+    assert generator(x).shape == (2, 4, 16, 16, 16)
+    discriminator = models.PatchDiscriminator(features=[4, 8, 16])
+    logits = discriminator(image, crops.label_channels(label))
+    assert logits.shape == (2, 1, 2, 2, 2)  # 16 → 8 → 4 (stride 2) → 3 → 2 (4³ kernels, stride 1)
+
+
+def test_compositing_keeps_every_voxel_outside_the_mask_bit_for_bit():
+    torch.manual_seed(0)
+    image = torch.randn(1, 4, 8, 8, 8) * 1e3
+    mask = torch.zeros(1, 1, 8, 8, 8)
+    mask[..., 2:5, 3:6, 1:4] = 1
+    generated = torch.full_like(image, float("nan"))
+    generated[mask.expand_as(image).bool()] = 7.0
+    out = crops.composite(image, generated, mask)
+    outside = ~mask.bool().expand_as(image)
+    assert torch.equal(out[outside], image[outside])
+    assert torch.all(out[~outside] == 7.0)
+    generated = torch.randn_like(image)  # the finite case equals the formula x·(1−m) + g·m
+    assert torch.equal(crops.composite(image, generated, mask)[outside], (image * (1 - mask) + generated * mask)[outside])
+
+
+def test_generator_is_a_composited_inpainter_with_checkpointing_giving_the_same_result():
+    torch.manual_seed(0)
+    plain = models.InpaintGenerator(features_per_stage=[4, 8], checkpointing=False)
+    checked = models.InpaintGenerator(features_per_stage=[4, 8], checkpointing=True)
+    checked.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 9, 8, 8, 8)
+    a, b = plain(x), checked(x)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(a, b)
+    for p, q in zip(plain.parameters(), checked.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+
+
+def test_discriminator_is_spectral_normalised():
+    discriminator = models.PatchDiscriminator(features=[4, 8])
+    convs = [m for m in discriminator.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert len(convs) == 3
+    for conv in convs:
+        assert torch.nn.utils.parametrize.is_parametrized(conv, "weight")
+        assert type(conv.parametrizations.weight[0]).__name__ == "_SpectralNorm"
+    conv = convs[0]  # whatever the raw weight's scale, after power iterations the largest singular value is 1
+    with torch.no_grad():
+        conv.parametrizations.weight.original.mul_(50)
+        raw = torch.linalg.matrix_norm(conv.parametrizations.weight.original.flatten(1), ord=2)
+        discriminator.train()
+        for _ in range(30):
+            discriminator(torch.randn(1, 4, 16, 16, 16), torch.zeros(1, 4, 16, 16, 16))
+        discriminator.eval()
+        sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2)
+    assert float(raw) > 5 and abs(float(sigma) - 1.0) < 0.05
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+
+def test_l1_weight_ramps_from_1_to_100():
+    assert losses.l1_weight(0, 11) == 1.0
+    assert losses.l1_weight(5, 11) == 50.5
+    assert losses.l1_weight(10, 11) == 100.0
+    assert losses.l1_weight(99, 11) == 100.0
+    assert losses.l1_weight(0, 1) == 100.0
+
+
+def test_masked_l1_and_hinge_losses_known_values():
+    prediction = torch.zeros(1, 2, 2, 2, 2)
+    target = torch.ones(1, 2, 2, 2, 2)
+    target[0, :, 0] = 5.0  # outside the mask: must not count
+    mask = torch.zeros(1, 1, 2, 2, 2)
+    mask[0, 0, 1] = 1
+    assert float(losses.masked_l1(prediction, target, mask)) == 1.0
+    assert float(losses.masked_l1(prediction, target, torch.zeros_like(mask))) == 0.0
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
+    assert float(losses.hinge_discriminator(real, fake)) == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+    assert float(losses.hinge_generator(fake)) == pytest.approx(1.5)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_run_directory_and_metrics(gan_run):
+    assert {p.name for p in gan_run.iterdir()} >= {"config.json", "metrics.csv", "metrics.json", "last.pt", "best.pt"}
+    rows = list(csv.DictReader(open(gan_run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for column in ("d_loss", "g_loss", "l1", "val_l1", "val_mean_fill_l1", "l1_weight", "peak_rss_mib"):
+        assert np.isfinite(float(rows[0][column])), column
+    assert float(rows[-1]["l1_weight"]) == 100.0 and float(rows[0]["peak_rss_mib"]) > 50
+    state = gt.load_checkpoint(gan_run / "last.pt")
+    assert state["kind"] == gt.RUN_KIND and state["epoch"] == 1
+    assert state["opt_g"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    generator, config = gt.load_gan_run(gan_run)
+    assert not generator.training and config.crop_size == 16
+
+
+def test_resume_two_half_runs_equal_one_full_run_bit_for_bit(dataset, tmp_path):
+    full = tmp_path / "full"
+    gt.train_gan(_config(dataset, full, epochs=2), progress=False)
+    halves = tmp_path / "halves"
+    gt.train_gan(_config(dataset, halves, epochs=2, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
+    assert gt.load_checkpoint(halves / "last.pt")["epoch"] == 0
+    gt.train_gan(_config(dataset, halves, epochs=2), progress=False)
+    a, b = gt.load_checkpoint(full / "last.pt"), gt.load_checkpoint(halves / "last.pt")
+    for part in ("generator", "discriminator"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "seconds_per_step", "peak_rss_mib")}
+                          for r in rows]
+    assert strip(csv.DictReader(open(full / "metrics.csv"))) == strip(csv.DictReader(open(halves / "metrics.csv")))
+
+
+@pytest.mark.slow
+def test_a_tiny_gan_overfits_one_crop(dataset):
+    """Masked L1 of one repeated crop falls by more than 80 % (the reconstruction can be learnt)."""
+    torch.manual_seed(0)
+    trainer = gt.GanTrainer(_config(dataset, dataset / "unused", lr=3e-3, weight_decay=0.0,
+                                    generator={"features_per_stage": [8, 16]}))
+    trainer._build({"train": ["BraTS-GLI-00000-000"], "val": []})
+    image, label = trainer.crops.fixed(1)
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    first = [float(trainer.step(image, label, noise, 100.0)["l1"]) for _ in range(1)][0]
+    for _ in range(150):
+        last = float(trainer.step(image, label, noise, 100.0)["l1"])
+    assert last < 0.2 * first, (first, last)
+
+
+# ------------------------------------------------------------------------------------------------ synthesis
+
+
+def test_synthesis_writes_valid_cases_with_the_inserted_label_and_the_source_elsewhere(dataset, gan_run, tmp_path):
+    out = tmp_path / "synth"
+    records = gs.synthesise(gan_run, dataset / "raw", out, 2, seed=3)
+    cases = {c.case_id: c for c in discover_cases(out)}
+    assert sorted(cases) == ["BraTS-GLI-90000-000", "BraTS-GLI-90001-000"]
+    raw = {c.case_id: c for c in discover_cases(dataset / "raw")}
+    provenance = list(csv.DictReader(open(out / "provenance.csv")))
+    assert [r["case_id"] for r in provenance] == sorted(cases)
+    for record in records:
+        new = load_case(cases[record.case_id])
+        source = load_case(raw[record.source])
+        donor = load_case(raw[record.donor])
+        assert new.image.shape == source.image.shape and np.allclose(new.geometry.affine, source.geometry.affine)
+        assert record.donor != record.source
+        inserted = new.label != source.label
+        # the old label is kept; the new voxels are the donor's tumour (same count per label: flips/turns only)
+        assert np.array_equal(new.label[~inserted], source.label[~inserted]) and not (source.label[inserted] > 0).any()
+        for k in (1, 2, 3, 4):
+            assert int((new.label[inserted] == k).sum()) == int((donor.label == k).sum()), k
+        # inside the brain, off the existing tumour
+        brain = source.image.any(0)
+        assert brain[inserted].all()
+        assert not (crops.dilate(torch.from_numpy(inserted)[None], 1)[0].numpy() & (source.label > 0)).any()
+        # the image changed only within the inpainting region around the inserted tumour, and did change there
+        changed = (new.image != source.image).any(0)
+        region = crops.dilate(torch.from_numpy(inserted)[None], 1)[0].numpy()  # dilation 1 × factor 1
+        assert changed.any() and not (changed & ~region).any()
+        assert (changed & inserted).sum() > 0.9 * inserted.sum()
+    again = gs.synthesise(gan_run, dataset / "raw", tmp_path / "again", 2, seed=3)
+    assert again == records
+    for cid in cases:
+        for name in (f"{cid}-t2f.nii.gz", f"{cid}-seg.nii.gz"):
+            a = nib.load(out / cid / name).get_fdata()
+            b = nib.load(tmp_path / "again" / cid / name).get_fdata()
+            assert np.array_equal(a, b)
+    assert not list(out.glob(".*"))
+
+
+def test_synthesis_gives_up_after_bounded_tries(dataset, gan_run, tmp_path):
+    synthesiser = gs.Synthesiser(gan_run, dataset / "raw", max_tries=3, tries_per_pair=3)
+    with pytest.raises(gs.BratsInputError, match="no place for an inserted tumour .* after 3 tries"):
+        synthesiser.place(_NeverFits(np.random.default_rng(0)))
+
+
+class _NeverFits:
+    """A generator whose placements all fall on the volume's corner (outside the brain)."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def integers(self, n, *args, **kwargs):  # index 0 of the brain voxels: the brain's first voxel in x
+        return self.rng.integers(n, *args, **kwargs) if n < 100 or args else 0
+
+    def random(self):
+        return self.rng.random()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _fails(capsys, argv, fragment, nothing_at=None):
+    assert cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
+    if nothing_at is not None:
+        assert not nothing_at.exists()
+    return err
+
+
+def test_cli_gan_synth_errors_write_nothing(capsys, dataset, gan_run, tmp_path):
+    out = tmp_path / "out"
+    base = ["gan-synth", "--data", dataset / "raw", "--out", out, "--seed", "0"]
+    _fails(capsys, base + ["--run", gan_run, "--n", "0"], "positive number of cases", out)
+    _fails(capsys, base + ["--run", tmp_path / "absent", "--n", "1"], "run directory does not exist", out)
+    seg_run = tmp_path / "seg_run"
+    seg_run.mkdir()
+    torch.save({"model": {}, "config": {}}, seg_run / "last.pt")
+    _fails(capsys, base + ["--run", seg_run, "--n", "1"], "not a GAN run", out)
+    unlabelled = tmp_path / "unlabelled"
+    case = unlabelled / "BraTS-GLI-00000-000"
+    case.mkdir(parents=True)
+    for m in MODALITIES:
+        (case / f"BraTS-GLI-00000-000-{m}.nii.gz").write_bytes((dataset / "raw" / "BraTS-GLI-00000-000" /
+                                                                f"BraTS-GLI-00000-000-{m}.nii.gz").read_bytes())
+    err = _fails(capsys, ["gan-synth", "--run", gan_run, "--data", unlabelled, "--out", out, "--n", "1"],
+                 "label", out)
+    assert str(unlabelled) in err
+    _fails(capsys, base + ["--run", gan_run, "--n", "1", "--split", "nosuch"], "no split 'nosuch'", out)
+
+
+def test_cli_gan_train_errors(capsys, dataset, tmp_path):
+    config = tmp_path / "gan.json"
+    _fails(capsys, ["gan-train", "--config", config], "config file does not exist")
+    config.write_text(json.dumps({**_config(dataset, tmp_path / "run").to_dict(), "epochz": 2}))
+    _fails(capsys, ["gan-train", "--config", config], "unknown GAN config keys ['epochz']", tmp_path / "run")
+    config.write_text(json.dumps(_config(dataset, tmp_path / "run", crop_size=15).to_dict()))
+    _fails(capsys, ["gan-train", "--config", config], "crop_size 15 must be a multiple of 2", tmp_path / "run")
+    config.write_text(json.dumps(_config(dataset, tmp_path / "run", betas=[0.5]).to_dict()))
+    _fails(capsys, ["gan-train", "--config", config], "betas", tmp_path / "run")
+
+
+def test_cli_gan_train_then_synth(capsys, dataset, tmp_path):
+    config = tmp_path / "gan.json"
+    config.write_text(json.dumps(_config(dataset, tmp_path / "run", epochs=1, iterations_per_epoch=1).to_dict()))
+    assert cli.main(["gan-train", "--config", str(config)]) == 0
+    assert (tmp_path / "run" / "last.pt").exists()
+    out = tmp_path / "out"
+    assert cli.main(["gan-synth", "--run", str(tmp_path / "run"), "--data", str(dataset / "raw"), "--out", str(out),
+                     "--n", "1", "--seed", "1", "--split", "train"]) == 0
+    assert "wrote 1 case(s)" in capsys.readouterr().out
+    train_ids = json.loads((dataset / "cache" / "splits.json").read_text())["train"]
+    row = next(csv.DictReader(open(out / "provenance.csv")))
+    assert row["source"] in train_ids and row["donor"] in train_ids
+    _fails(capsys, ["gan-synth", "--run", tmp_path / "run", "--data", dataset / "raw", "--out", out, "--n", "1"],
+           "already exists")
