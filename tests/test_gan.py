@@ -332,3 +332,36 @@ def test_cli_gan_train_then_synth(capsys, dataset, tmp_path):
     assert row["source"] in train_ids and row["donor"] in train_ids
     _fails(capsys, ["gan-synth", "--run", tmp_path / "run", "--data", dataset / "raw", "--out", out, "--n", "1"],
            "already exists")
+
+
+# ------------------------------------------------------------------------------------------------ quality
+
+
+def test_masked_scores_known_answers():
+    from brats_lib.gan import quality
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 12, 12, 12)
+    mask = torch.zeros(12, 12, 12, dtype=torch.bool)
+    mask[3:9, 3:9, 3:9] = True
+    same = quality.masked_scores(target, target, mask)
+    assert same["mse"] == 0 and same["psnr"] == float("inf") and same["ssim"] == pytest.approx(1.0, abs=1e-5)
+    shifted = target.clone()
+    shifted[:, mask] += 0.1  # MSE 0.01 inside the mask → PSNR 20 dB; outside unchanged
+    scores = quality.masked_scores(shifted, target, mask)
+    assert scores["mse"] == pytest.approx(0.01, rel=1e-4) and scores["psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert scores["ssim"] < 1
+    flat = torch.full_like(target, 0.5)
+    assert quality.masked_scores(flat, target, mask)["ssim"] < 0.1  # no structure left
+    scaled = quality.scale_to_unit(torch.tensor([[[[0.0, 1.0, 2.0, 3.0]]]]), torch.tensor([[[[0.0, 1.0, 2.0, 3.0]]]]))
+    assert float(scaled.min()) == 0.0 and float(scaled.max()) == 1.0  # brain = non-zero voxels 1..3
+
+
+def test_inpainting_quality_table(dataset, gan_run):
+    from brats_lib.gan import quality
+
+    generator, config = gt.load_gan_run(gan_run)
+    crops_ = crops.TumourCrops(dataset / "cache", ["BraTS-GLI-00000-000", "BraTS-GLI-00001-000"], 16)
+    table = quality.inpainting_quality(generator, crops_, 2, dilation=1)
+    assert len(table) == 6 and set(table["method"]) == set(quality.METHODS)
+    assert table[["mse", "psnr", "ssim"]].notna().all().all()

@@ -297,8 +297,11 @@ def split_case_ids(run: str | Path, split: str) -> list[str]:
 
 def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: int, seed: int = 0,
                case_ids: Sequence[str] | None = None, start: int = 90000, device: str = "cpu",
-               max_tries: int = 200, progress: bool = False) -> list[Insertion]:
+               max_tries: int = 200, progress: bool = False, replace: bool = False) -> list[Insertion]:
     """Write ``n`` new cases ``BraTS-GLI-<start + i>-000`` into ``out_dir``; returns their provenance.
+
+    ``replace``: case folders of these ids already in ``out_dir`` are replaced (each when its new case is
+    complete) instead of refused.
 
     Raises (before anything is written):
         BratsConfigError: ``n`` is not a positive integer, ``run`` is not a GAN run, or ``out_dir`` already
@@ -312,7 +315,7 @@ def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: in
     out_dir = Path(out_dir)
     ids = [f"BraTS-GLI-{start + i:05d}-000" for i in range(n)]
     clash = [i for i in ids if (out_dir / i).exists()]
-    if clash:
+    if clash and not replace:
         raise BratsConfigError(f"{out_dir / clash[0]}: already exists; choose a new --out (or --start)")
     synth = Synthesiser(run, data_dir, case_ids, device=device, max_tries=max_tries)
     records: list[Insertion] = []
@@ -325,7 +328,13 @@ def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: in
         for c, modality in enumerate(MODALITIES):
             save_nifti(image[c], source.geometry, tmp / case_file_name(case_id, modality), dtype=np.float32)
         save_label_map(label, source.geometry, tmp / case_file_name(case_id, "seg"))
-        os.replace(tmp, out_dir / case_id)
+        if (out_dir / case_id).exists():  # replace: the old case goes only once the new one is complete
+            old = out_dir / f".{case_id}.old"
+            os.replace(out_dir / case_id, old)
+            os.replace(tmp, out_dir / case_id)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out_dir / case_id)
         records.append(provenance)
     buffer = _io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(asdict(records[0])))
