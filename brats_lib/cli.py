@@ -12,6 +12,7 @@ Subcommands::
     brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
     brats gan-train  --config FILE [--set KEY=JSON ...] [--override]
     brats gan-synth  --run RUN --data DIR --out DIR --n N --seed S [--split NAME] [--start K] [--device D]
+                     [--method gan|copy_paste]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
 module lazily so that ``brats --help`` stays fast. A user fault (:class:`~brats_lib.errors.BratsUserError`,
@@ -254,13 +255,15 @@ def _add_gan_synth(sub: argparse._SubParsersAction) -> None:
                    help="use only this split (e.g. train) of the run's splits.json as sources and donors")
     p.add_argument("--start", type=int, default=90000, help="case number of the first new case (default 90000)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:1 …")
+    p.add_argument("--method", choices=("gan", "copy_paste"), default="gan",
+                   help="fill the inserted region with the GAN (default) or the donor's own voxels (the baseline)")
 
     def run(args: argparse.Namespace) -> int:
         from .gan.synth import split_case_ids, synthesise
 
         ids = split_case_ids(args.run, args.split) if args.split else None
         records = synthesise(args.run, args.data, args.out, args.n, seed=args.seed, case_ids=ids, start=args.start,
-                             device=args.device, progress=sys.stderr.isatty())
+                             device=args.device, progress=sys.stderr.isatty(), method=args.method)
         print(f"wrote {len(records)} case(s) and provenance.csv to {args.out}")
         return 0
 

@@ -365,3 +365,20 @@ def test_inpainting_quality_table(dataset, gan_run):
     table = quality.inpainting_quality(generator, crops_, 2, dilation=1)
     assert len(table) == 6 and set(table["method"]) == set(quality.METHODS)
     assert table[["mse", "psnr", "ssim"]].notna().all().all()
+
+
+def test_copy_paste_baseline_makes_the_same_insertions_filled_from_the_donor(dataset, gan_run, tmp_path):
+    gan = gs.synthesise(gan_run, dataset / "raw", tmp_path / "gan", 1, seed=5)
+    pasted = gs.synthesise(gan_run, dataset / "raw", tmp_path / "paste", 1, seed=5, method="copy_paste")
+    assert gan == pasted  # same source, donor, placement, flips, turns
+    a = load_case(discover_cases(tmp_path / "gan")[0])
+    b = load_case(discover_cases(tmp_path / "paste")[0])
+    source = load_case(next(c for c in discover_cases(dataset / "raw") if c.case_id == gan[0].source))
+    assert np.array_equal(a.label, b.label)
+    inserted = a.label != source.label
+    changed = (b.image != source.image).any(0)
+    assert changed.any() and not (changed & ~crops.dilate(torch.from_numpy(inserted)[None], 1)[0].numpy()).any()
+    assert not np.array_equal(a.image[:, inserted], b.image[:, inserted])
+    # the donor's tumour is brighter than its brain (write_spacious_case: +40 + 15·label): so is the pasted one
+    brain = source.image.any(0) & (source.label == 0) & ~crops.dilate(torch.from_numpy(inserted)[None], 1)[0].numpy()
+    assert b.image[3][inserted].mean() > b.image[3][brain].mean() + 20

@@ -16,6 +16,8 @@ For each new case (all randomness from ``default_rng((seed, i))``, so a seed giv
 4. each contrast's inpainted intensities are **matched to the surrounding tissue**: an affine map takes the
    mean and spread of the generated voxels on the inner border of the region to those of the real voxels
    just outside it (the spread ratio bounded to [0.5, 2]), then clipped to the source's intensity range;
+   (with ``method="copy_paste"``, the baseline without a GAN, the region gets the donor's own voxels instead,
+   flipped and turned as its label was, then matched the same way; a seed gives the same placements either way);
 5. only the region's brain voxels are replaced; the new label is the source's label with the inserted one
    written into it (they do not overlap). Every other voxel is the source's, bit for bit.
 
@@ -43,11 +45,15 @@ import torch.nn.functional as F
 from .._atomic import write_text_atomic
 from ..data import read_window
 from ..errors import BratsConfigError, BratsInputError
-from ..io import Case, MODALITIES, case_file_name, discover_cases, load_case, load_case_label, save_label_map, save_nifti
+from ..io import (MODALITIES, Case, case_file_name, discover_cases, load_case, load_case_label, load_image,
+                  save_label_map, save_nifti)
 from ..preprocess import resample_image, resample_majority
 from ..progress import tqdm
 from .crops import dilate, erode, generator_input
 from .train import load_gan_run
+
+#: How the inserted region is filled: the GAN, or the donor's own voxels (the copy-paste baseline, no GAN).
+METHODS = ("gan", "copy_paste")
 
 #: Context (voxels of the GAN grid) kept on every side of the inpainting region inside the crop.
 CONTEXT = 4
@@ -84,17 +90,24 @@ def _dilate_np(mask: np.ndarray, radius: int) -> np.ndarray:
     return dilate(torch.from_numpy(np.ascontiguousarray(mask))[None], radius)[0].numpy()
 
 
-def transformed_piece(label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[int], int]:
+def transformed_piece(label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[int], int, np.ndarray]:
     """The bounding box of ``label``'s tumour (values kept, background 0), flipped and turned by ``rng``:
-    (piece, flipped axes, quarter turns in the (x, y) plane)."""
+    (piece, flipped axes, quarter turns in the (x, y) plane, the box's lowest voxel in ``label``)."""
     where = np.argwhere(label > 0)
     lo, hi = where.min(0), where.max(0) + 1
     piece = label[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     flips = [a for a in range(3) if rng.random() < 0.5]
-    if flips:
-        piece = np.flip(piece, axis=flips)
     k = int(rng.integers(4))
-    return np.ascontiguousarray(np.rot90(piece, k, axes=(0, 1))), flips, k
+    return transform(piece, flips, k), flips, k, lo
+
+
+def transform(volume: np.ndarray, flips: Sequence[int], k: int) -> np.ndarray:
+    """Flip the last three axes of ``volume`` listed in ``flips`` (0–2), then turn by ``k`` quarter turns in the
+    plane of the first two of them: the transformation :func:`transformed_piece` drew, for any array."""
+    lead = volume.ndim - 3
+    if flips:
+        volume = np.flip(volume, axis=[lead + a for a in flips])
+    return np.ascontiguousarray(np.rot90(volume, k, axes=(lead, lead + 1)))
 
 
 class _Source:
@@ -135,8 +148,13 @@ class Synthesiser:
     """
 
     def __init__(self, run: str | Path, data_dir: str | Path, case_ids: Sequence[str] | None = None,
-                 device: str | torch.device = "cpu", max_tries: int = 200, tries_per_pair: int = 20):
+                 device: str | torch.device = "cpu", max_tries: int = 200, tries_per_pair: int = 20,
+                 method: str = "gan"):
         from ..device import resolve_device
+
+        if method not in METHODS:
+            raise BratsConfigError(f"synthesis method must be one of {list(METHODS)}, got {method!r}")
+        self.method = method
 
         self.device = resolve_device(device)
         self.generator, self.config = load_gan_run(run, device=self.device)
@@ -193,7 +211,7 @@ class Synthesiser:
             if attempt % self.tries_per_pair == 0:
                 source_case, donor = self._pair(rng)
                 source = self._load_source(source_case)
-                piece, flips, k = transformed_piece(self._label(donor), rng)
+                piece, flips, k, lo = transformed_piece(self._label(donor), rng)
                 r = self.dilation_full
                 region = _dilate_np(np.pad(piece > 0, r), r)
                 occupied = source.label > 0
@@ -209,7 +227,7 @@ class Synthesiser:
             vol, win = _window(rstart, region.shape, source.brain.shape)
             if (occupied[vol] & region[win]).any():
                 continue
-            return source, donor, piece, region, start, {"flips": flips, "rot90": k, "tries": attempt + 1}
+            return source, donor, piece, region, start, {"flips": flips, "rot90": k, "tries": attempt + 1, "lo": lo}
         raise BratsInputError(f"no place for an inserted tumour inside the brain and away from the existing "
                               f"tumour after {self.max_tries} tries ({'; '.join(tried[-3:])}); the cases' brains "
                               "may be too small for their tumours")
@@ -247,9 +265,16 @@ class Synthesiser:
         noise = torch.randn((1, 4, *low), generator=torch.Generator().manual_seed(int(rng.integers(2**63))))
         x = generator_input(torch.from_numpy(z_low)[None], torch.from_numpy(label_low.astype(np.int64))[None],
                             torch.from_numpy(mask_low)[None, None].float(), noise).to(self.device)
-        out = self.generator(x).float()
-        out = F.interpolate(out, size=(full,) * 3, mode="trilinear", align_corners=False)[0].cpu().numpy()
-        generated = out * source.std[:, None, None, None] + source.mean[:, None, None, None]
+        if self.method == "gan":
+            out = self.generator(x).float()
+            out = F.interpolate(out, size=(full,) * 3, mode="trilinear", align_corners=False)[0].cpu().numpy()
+            generated = out * source.std[:, None, None, None] + source.mean[:, None, None, None]
+        else:  # copy-paste: the donor's own voxels of the region, transformed as its label was
+            donor_image, _ = load_image(donor)
+            block = transform(read_window(donor_image, details["lo"] - r, region.shape), details["flips"],
+                              details["rot90"])
+            generated = np.zeros((4,) + (full,) * 3, np.float32)
+            generated[(slice(None),) + tuple(slice(s - r, s - r + n) for s, n in zip(pstart, region.shape))] = block
         # match each contrast to the tissue around the region
         t_region = torch.from_numpy(region_crop)[None]
         outer = (dilate(t_region, 1) & ~t_region)[0].numpy() & brain_crop
@@ -297,10 +322,12 @@ def split_case_ids(run: str | Path, split: str) -> list[str]:
 
 def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: int, seed: int = 0,
                case_ids: Sequence[str] | None = None, start: int = 90000, device: str = "cpu",
-               max_tries: int = 200, progress: bool = False, replace: bool = False) -> list[Insertion]:
+               max_tries: int = 200, progress: bool = False, replace: bool = False, method: str = "gan"
+               ) -> list[Insertion]:
     """Write ``n`` new cases ``BraTS-GLI-<start + i>-000`` into ``out_dir``; returns their provenance.
 
-    ``replace``: case folders of these ids already in ``out_dir`` are replaced (each when its new case is
+    ``method``: ``gan`` (inpaint), or ``copy_paste`` (the donor's voxels, intensity-matched: the baseline; the
+    same seed gives the same placements with either method). ``replace``: case folders of these ids already in ``out_dir`` are replaced (each when its new case is
     complete) instead of refused.
 
     Raises (before anything is written):
@@ -317,7 +344,7 @@ def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: in
     clash = [i for i in ids if (out_dir / i).exists()]
     if clash and not replace:
         raise BratsConfigError(f"{out_dir / clash[0]}: already exists; choose a new --out (or --start)")
-    synth = Synthesiser(run, data_dir, case_ids, device=device, max_tries=max_tries)
+    synth = Synthesiser(run, data_dir, case_ids, device=device, max_tries=max_tries, method=method)
     records: list[Insertion] = []
     for i, case_id in enumerate(tqdm(ids, desc="gan-synth", disable=not progress)):
         image, label, source, provenance = synth.make_case(i, seed, case_id)
@@ -344,4 +371,4 @@ def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: in
     return records
 
 
-__all__ = ["Insertion", "Synthesiser", "split_case_ids", "synthesise", "transformed_piece"]
+__all__ = ["METHODS", "Insertion", "Synthesiser", "split_case_ids", "synthesise", "transform", "transformed_piece"]
