@@ -38,6 +38,8 @@ PROFILES = {"full": ([32, 64, 128, 256, 320], [64, 128, 256]), "demo": ([16, 32,
 
 def run(variant: str, args) -> dict:
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the previous variant's networks are gone with its call
     amp = variant.startswith("bf16")
     g_features, d_features = PROFILES[args.profile]
     torch.manual_seed(0)
@@ -79,9 +81,6 @@ def run(variant: str, args) -> dict:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
-    del generator, discriminator, opt_g, opt_d
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return {"variant": variant, "peak_mib": peak, "min_s": min(times), "median_s": statistics.median(times)}
 
 
