@@ -242,6 +242,9 @@ def test_slice_browser_models_layers_scores_and_static_view(tiny_dataset: Path, 
     assert "under-segmentation" in browser.legend.value
     browser.model_dropdowns[1].value = "—"
     assert browser.shown_models == ["a"] and browser._panels[2].layout.display == "none"
+    # an empty stack is unlinked (in the browser an index set on it breaks the links after it)
+    assert browser._model_links[1] is None and browser.model_stacks[1].selected_index is None
+    assert browser._model_links[0].target[0] is browser.model_stacks[0]
     browser.case_dropdown.value = "BraTS-GLI-00001-000"  # no prediction for this case: a blank panel, noted
     assert "no prediction" in browser.panel_titles[1].value and "no scores" in browser.scores_html.value
     browser.close()
@@ -252,7 +255,11 @@ def test_slice_browser_models_layers_scores_and_static_view(tiny_dataset: Path, 
     assert not any(isinstance(w, widgets.HBox) and static.case_dropdown in w.children for w in shown)
     assert "Static view" in static.static_panel.value and "JupyterLab" in static.static_panel.value
     assert static._link.target == (static.stack, "selected_index")
+    assert static._model_links[1] is None  # one model: the second, empty panel is not linked
     static.close()
+    plain = viz.SliceBrowser(tiny_dataset, n_slices=3, static=True)  # no predictions (notebook 01)
+    assert plain._model_links == [None, None]
+    plain.close()
 
 
 def test_layer_rgba_colours():
