@@ -32,20 +32,6 @@ SCROLL_OK = "brats-scroll"             # class marking a table (or its wrapper) 
 
 pytestmark = pytest.mark.book
 
-#: Checks that still fail on the book built from the current code, with why. Each check still runs; while it fails
-#: it is reported as an expected failure naming the open issue, and once it passes it reports XPASS (then remove
-#: the entry). Not a pass: the closing note of the session lists them.
-KNOWN_OPEN = {
-    "slice slider": "issue 14 (open): since the SliceBrowser moved to viz.widgets, the static book's slice slider "
-                    "moves its readout but the pre-rendered image does not follow",
-    "book/executed/01_eda": "issue 14 (open): the static slice browser's slider does not change the displayed image",
-}
-
-
-def _known_open(key: str, failed: bool, detail: str) -> None:
-    if failed and key in KNOWN_OPEN:
-        pytest.xfail(f"{KNOWN_OPEN[key]} ({detail[:300]})")
-
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install it with `make chromium` "
                                   "(apt-get install chromium) to test the book in a browser")
@@ -194,7 +180,6 @@ def test_slice_slider_changes_the_slice_offline(eda_page):
     page.wait_for_timeout(300)
     new_readout, new_pixels = _shown_slice(page)
     assert int(new_readout) > int(readout), (readout, new_readout)
-    _known_open("slice slider", new_pixels == pixels, f"readout {readout} -> {new_readout}")
     assert new_pixels != pixels, "the displayed slice did not change"
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
@@ -319,7 +304,6 @@ _OVERFLOW_JS = """ok => {
 @pytest.mark.parametrize("name", PAGES)
 def test_page_fits_the_content_column(pages, name):
     bad = pages(name).page.evaluate(_OVERFLOW_JS, SCROLL_OK)
-    _known_open(f"width {name}", bad != [], "; ".join(bad[:3]))
     assert bad == [], f"{name}: wider than the content column:\n" + "\n".join(bad[:20])
 
 
@@ -399,5 +383,4 @@ def test_every_widget_control_changes_the_displayed_image(pages, name):
                     after = output.evaluate(_PIXELS_JS)
                 if not before or after == before:
                     inert.append(f"{kind} {label!r}")
-    _known_open(name, inert != [], str(inert))
     assert inert == [], f"{name}: controls that do not change the displayed image in the static book: {inert}"
