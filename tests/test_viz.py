@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -141,6 +142,13 @@ def test_summary_plots_label_axes_with_units(tiny_dataset: Path):
     ax = viz.plot_label_volumes(tables["volumes"])
     assert ax.get_ylabel() == "volume (mL)" and ax.get_xlabel() == "region"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["WT", "TC", "NETC", "SNFH", "ET", "RC"]
+    # a few cases: no quartile boxes, a median bar per region (at the median of the table)
+    assert not ax.patches and "median" in ax.get_title()
+    bars = ax.collections[-1].get_segments()
+    medians = tables["volumes"].groupby("region")["volume_ml"].median()
+    assert [seg[0][1] for seg in bars] == pytest.approx([medians[r] for r in ("WT", "TC", "NETC", "SNFH", "ET", "RC")])
+    many = pd.concat([tables["volumes"].assign(case_id=lambda t, k=k: t["case_id"] + f"-{k}") for k in range(5)])
+    assert viz.plot_label_volumes(many).patches  # ≥ 10 cases: boxes
     ax = viz.plot_intensity_distributions(tables["intensities"])
     assert "z-score" in ax.get_ylabel() and ax.get_xlabel() == "modality"
     assert ax.get_legend() is not None
