@@ -291,6 +291,18 @@ def test_upload_four_files_volumes_and_downloads_equal_brats_predict(app_page, t
     assert csv[0] == "case_id,region,voxels,ml"
     rows = {r.split(",")[1]: r.split(",") for r in csv[1:]}
     assert {r: int(v[2]) for r, v in rows.items()} == {r: v[0] for r, v in hand_volumes(expected).items()}
+    # the same numbers as `brats volumes` on the `brats predict` output
+    from brats_lib.cli import main as cli_main
+
+    flat = tmp_path / "predicted"
+    flat.mkdir()
+    shutil.copy2(expected, flat / expected.name)
+    assert cli_main(["volumes", "--seg", str(flat), "--out", str(tmp_path / "volumes.csv")]) == 0
+    cli_rows = {r.split(",")[1]: r.split(",") for r in (tmp_path / "volumes.csv").read_text().splitlines()[1:]}
+    header = (tmp_path / "volumes.csv").read_text().splitlines()[0].split(",")
+    for region, row in rows.items():
+        cli = dict(zip(header, cli_rows[region]))
+        assert int(cli["voxels"]) == int(row[2]) and float(cli["volume_ml"]) == pytest.approx(float(row[3]))
 
     progress = page.locator(".brats-progress")
     assert progress.count() == 1 and "done" in page.locator(".brats-stage").inner_text()
