@@ -75,7 +75,9 @@ def server(command: list[str], url_path: str, folder: Path, env_extra: dict | No
     """Start a Jupyter server process on a free port; yield its base URL; stop it (SIGTERM, then SIGKILL)."""
     port = free_port()
     log = folder / f"server-{port}.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", **(env_extra or {}))
+    # JUPYTER_PATH: the app's Voilà template (share/jupyter/voila/templates/brats, selected by voila.json)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", JUPYTER_PATH=str(ROOT / "share" / "jupyter"),
+               **(env_extra or {}))
     with open(log, "w") as out:
         proc = subprocess.Popen([*command, f"--port={port}"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -162,7 +164,12 @@ def browser():
 
 def open_app(browser, base: str):
     context = browser.new_context(viewport={"width": 1280, "height": 1200}, accept_downloads=True)
+    outside: list[str] = []  # requests that would leave the machine (the page must work offline)
+    context.on("request", lambda request: outside.append(request.url)
+               if request.url.startswith(("http:", "https:", "ws:", "wss:"))
+               and not request.url.split("//", 1)[1].startswith(("127.0.0.1", "localhost")) else None)
     page = context.new_page()
+    page.outside_requests = outside
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(base + "/", wait_until="load")
     page.wait_for_selector(".brats-upload", state="visible")
@@ -272,6 +279,7 @@ def shown_png_hash(page, selector: str) -> str:
 
 def test_upload_four_files_volumes_and_downloads_equal_brats_predict(app_page, tiny, reference, tmp_path):
     page = app_page
+    assert page.outside_requests == [], f"the app page asked the internet for {page.outside_requests}"
     case_id = "BraTS-GLI-00004-000"
     upload(page, images_only(tiny / "cases" / case_id))
     assert wait_outcome(page) == "result", error_text(page)
