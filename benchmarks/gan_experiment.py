@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -99,8 +100,13 @@ def main() -> None:
             if not split_file.exists():
                 save_splits({"train": train_ids + [p.name for p in extra], "val": splits["val"],
                              "test": splits["test"]}, split_file, arm=arm, fraction=fraction)
+            real_cache, cache = out / f"cache_real_{fraction:g}", out / f"cache_{tag}"
+            if arm != "real" and real_cache.is_dir():  # the real cases' cache entries are current here too
+                for cid in train_ids + splits["val"] + splits["test"]:
+                    if (real_cache / cid / "meta.json").exists() and not (cache / cid).exists():
+                        shutil.copytree(real_cache / cid, cache / cid)
             run_dir = out / "runs" / tag
-            config = TrainConfig(data_dir=str(data_dir), cache_dir=str(out / f"cache_{tag}"), run_dir=str(run_dir),
+            config = TrainConfig(data_dir=str(data_dir), cache_dir=str(cache), run_dir=str(run_dir),
                                  splits_file=str(split_file),
                                  model={"name": "unet3d", "features_per_stage": [16, 32, 64, 128]}, patch_size=48,
                                  epochs=args.epochs, iterations_per_epoch=args.iterations, val_patches=8,

@@ -383,3 +383,14 @@ def test_copy_paste_baseline_makes_the_same_insertions_filled_from_the_donor(dat
     # the donor's tumour is brighter than its brain (write_spacious_case: +40 + 15·label): so is the pasted one
     brain = source.image.any(0) & (source.label == 0) & ~crops.dilate(torch.from_numpy(inserted)[None], 1)[0].numpy()
     assert b.image[3][inserted].mean() > b.image[3][brain].mean() + 20
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_the_donor_block_turns_with_its_label(k):
+    """What copy-paste relies on: cutting the untransformed box and transforming it equals transforming first."""
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 5, (2, 7, 5, 3))
+    turned = gs.transform(volume, [0, 2], k)
+    assert turned.shape[1:] == ((5, 7, 3) if k % 2 else (7, 5, 3))
+    assert np.array_equal(turned[1], gs.transform(volume[1], [0, 2], k))
+    assert np.array_equal(gs.transform(volume[0], [], 1), np.rot90(volume[0], 1, axes=(0, 1)))

@@ -271,8 +271,8 @@ class Synthesiser:
             generated = out * source.std[:, None, None, None] + source.mean[:, None, None, None]
         else:  # copy-paste: the donor's own voxels of the region, transformed as its label was
             donor_image, _ = load_image(donor)
-            block = transform(read_window(donor_image, details["lo"] - r, region.shape), details["flips"],
-                              details["rot90"])
+            shape = tuple(region.shape[i] for i in ((1, 0, 2) if details["rot90"] % 2 else (0, 1, 2)))
+            block = transform(read_window(donor_image, details["lo"] - r, shape), details["flips"], details["rot90"])
             generated = np.zeros((4,) + (full,) * 3, np.float32)
             generated[(slice(None),) + tuple(slice(s - r, s - r + n) for s, n in zip(pstart, region.shape))] = block
         # match each contrast to the tissue around the region
