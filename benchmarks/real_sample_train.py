@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--val-patches", type=int, default=8, help="validation patches per epoch")
     parser.add_argument("--variants", default="none,size,rules",
                         help="post-processing variants scored with --cv (none, size, rules)")
+    parser.add_argument("--augment", default="default", help="training augmentation: default, strong or none")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -132,6 +133,7 @@ def train_config(args) -> dict:
         patch_size=args.patch, batch_size=args.batch, epochs=1000, iterations_per_epoch=args.iterations,
         val_patches=args.val_patches, device=args.device, workers=args.workers, time_limit_minutes=args.minutes,
         preprocess={"downsample": args.downsample},
+        augment=False if args.augment == "none" else args.augment,
     )
 
 

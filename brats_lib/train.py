@@ -52,7 +52,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ._atomic import atomic_path, write_text_atomic
-from .augment import default_pipeline
+from .augment import PIPELINES
 from .data import PatchDataset, load_splits, make_loader, make_splits, save_splits
 from .device import resolve_device
 from .errors import BratsConfigError, BratsUserError
@@ -108,7 +108,7 @@ class TrainConfig:
     weight_decay: float = 3e-5
     schedule: str = "poly"  # or "cosine"
     grad_clip: float = 12.0
-    augment: bool = True
+    augment: bool | str = True  # True = "default", False = none, or a name of brats_lib.augment.PIPELINES
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU (float32)
@@ -165,6 +165,8 @@ class TrainConfig:
         if self.time_limit_minutes is not None and (not is_number(self.time_limit_minutes)
                                                     or self.time_limit_minutes < 0):
             raise bad("time_limit_minutes", "null or a non-negative number")
+        if not isinstance(self.augment, bool) and self.augment not in PIPELINES:
+            raise bad("augment", f"true, false or one of {sorted(PIPELINES)}")
         for key, choices in (("output_mode", OUTPUT_MODES), ("loss", tuple(LOSSES)),
                              ("optimizer", ("adamw", "sgd")), ("schedule", ("poly", "cosine"))):
             if getattr(self, key) not in choices:
@@ -471,7 +473,8 @@ class Trainer:
                                       seed=c.seed)
         self.val_set = PatchDataset(c.cache_dir, val_ids, c.patch_size, oversample_foreground=0.5,
                                     samples_per_epoch=c.val_patches, seed=c.seed + 1)
-        self.augment = default_pipeline((c.patch_size,) * 3) if c.augment else None
+        name = "default" if c.augment is True else c.augment
+        self.augment = PIPELINES[name]((c.patch_size,) * 3) if name else None
 
     def _loader(self, dataset: PatchDataset, batch_size: int):
         # Collect dead loader iterators before new workers fork: a worker that inherits one in an
