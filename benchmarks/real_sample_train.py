@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--variants", default="none,size,rules",
                         help="post-processing variants scored with --cv (none, size, rules)")
     parser.add_argument("--augment", default="default", help="training augmentation: default, strong or none")
+    parser.add_argument("--postprocess-from", default=None, metavar="CV_DIR",
+                        help="tune postprocess.json (thresholds + rules) on the out-of-fold predictions of a "
+                             "finished --cv directory and save it with the run")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -87,13 +90,8 @@ def main() -> None:
 
     # epochs large enough that the time budget, not the epoch count, ends the run (the poly schedule then
     # decays over the budget's estimated length only approximately)
-    config = TrainConfig(
-        data_dir=str(data_dir), cache_dir=args.cache_dir, run_dir=args.run_dir, splits_file=str(splits_file),
-        model={"name": "resunet3d", "features_per_stage": [int(f) for f in args.features.split(",")]},
-        patch_size=args.patch, batch_size=args.batch, epochs=1000, iterations_per_epoch=args.iterations,
-        val_patches=8, device=args.device, workers=args.workers, time_limit_minutes=args.minutes,
-        preprocess={"downsample": args.downsample},
-    )
+    config = TrainConfig(data_dir=str(data_dir), run_dir=args.run_dir, splits_file=str(splits_file),
+                         **train_config(args))
     start = time.perf_counter()
     history = train(config)
     minutes = (time.perf_counter() - start) / 60
@@ -123,6 +121,10 @@ def main() -> None:
                "dice": table.groupby("region", sort=False)["dice"].mean().to_dict(),
                "lesionwise_dice": table.groupby("region", sort=False)["lesionwise_dice"].mean().to_dict()}
     (Path(args.run_dir) / "held_out_dice.json").write_text(json.dumps(summary, indent=1))
+    if args.postprocess_from:
+        # after the held-out scoring (which stays without post-processing): the CV's out-of-fold predictions
+        # include the held-out patients
+        save_crossval_postprocessing(Path(args.postprocess_from), data_dir, Path(args.run_dir))
 
 
 def train_config(args) -> dict:
@@ -135,6 +137,20 @@ def train_config(args) -> dict:
         preprocess={"downsample": args.downsample},
         augment=False if args.augment == "none" else args.augment,
     )
+
+
+def save_crossval_postprocessing(cv_dir: Path, data_dir: Path, run_dir: Path) -> None:
+    """Tune the post-processing (thresholds + rules) on every out-of-fold prediction of ``cv_dir`` and save it
+    as ``run_dir/postprocess.json``, which ``brats predict --run`` applies."""
+    from brats_lib import crossval
+    from brats_lib.postprocess_tuning import save_postprocessing, tune_postprocess
+
+    preds, truths, spacings, _, _ = crossval.load_fold_predictions(cv_dir, data_dir)
+    ids = sorted(preds)
+    record, table = tune_postprocess([preds[c] for c in ids], [truths[c] for c in ids],
+                                     [spacings[c] for c in ids], return_table=True)
+    path = save_postprocessing(run_dir, record["min_component_voxels"], table, rules=record["rules"])
+    print(f"{path}: tuned on the {len(ids)} out-of-fold predictions of {cv_dir}: {record}")
 
 
 def cross_validate(args, data_dir: Path) -> None:
@@ -151,6 +167,7 @@ def cross_validate(args, data_dir: Path) -> None:
 
     preds, truths, spacings, fold_of, patient = crossval.load_fold_predictions(cv_dir, data_dir)
     variants, settings = {}, {}
+    cache: dict = {}  # lesion-wise scores of (truth, post-processed map) pairs, shared by folds and variants
     for name in args.variants.split(","):
         if name not in CV_VARIANTS:
             raise SystemExit(f"--variants: unknown variant {name!r}; expected some of {list(CV_VARIANTS)}")
@@ -160,7 +177,7 @@ def cross_validate(args, data_dir: Path) -> None:
             continue
         variants[name], chosen = crossval.crossfit_postprocessing(
             preds, truths, spacings, fold_of,
-            tune=lambda p, g, s, name=name: tune_postprocess(p, g, s, rules=CV_VARIANTS[name]),
+            tune=lambda p, g, s, name=name: tune_postprocess(p, g, s, rules=CV_VARIANTS[name], cache=cache),
             apply=lambda label, spec, spacing: postprocess_label(label, spec, spacing))
         settings[name] = {str(f): v for f, v in chosen.items()}
         print(f"{name}: tuned cross-fitted in {(time.perf_counter() - t0) / 60:.1f} min: {settings[name]}")
@@ -169,6 +186,12 @@ def cross_validate(args, data_dir: Path) -> None:
     crossval.write_table(scores, cv_dir / crossval.SCORES_FILE)
     crossval.write_table(summary, cv_dir / crossval.SUMMARY_FILE)
     (cv_dir / "postprocess_crossfit.json").write_text(json.dumps(settings, indent=1))
+    if "rules" in settings:  # each fold's run keeps the post-processing its predictions were scored with
+        from brats_lib.postprocess_tuning import save_postprocessing
+
+        for fold, spec in settings["rules"].items():
+            save_postprocessing(crossval.run_dir_of(cv_dir, int(fold)), spec["min_component_voxels"],
+                                rules=spec["rules"])
     train_meta = [json.loads((cv_dir / f"fold{i}" / "train_summary.json").read_text())
                   for i in range(len(folds)) if (cv_dir / f"fold{i}" / "train_summary.json").exists()]
     print("training per fold:", ", ".join(f"{m['iterations']} it / {m['train_minutes']:.1f} min"
