@@ -255,6 +255,7 @@ def save_postprocessing(run_dir: str | Path, thresholds: Mapping[str, int], tabl
     }
     if rules is not None:
         record[RULES_KEY] = check_rules(rules)
+        record["rule"] += "; then the component rules (brats_lib.inference.postprocess.apply_rules)"
     if table is not None:
         record["tuning"] = table.to_dict(orient="records")
     path = Path(run_dir) / POSTPROCESS_FILE
