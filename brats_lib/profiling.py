@@ -92,6 +92,7 @@ class EpochClock:
     def start(self) -> None:
         self.started = self._mark = time.perf_counter()
         self.data_wait = 0.0
+        self.first_wait: float | None = None
         self.host_busy = 0.0
         self.samples = 0
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
@@ -102,6 +103,8 @@ class EpochClock:
         """Call as soon as the loader has handed over a batch (before it is moved to the device)."""
         now = time.perf_counter()
         self.data_wait += now - self._mark
+        if self.first_wait is None:
+            self.first_wait = now - self._mark
         self._step_started = now
         if self.cuda:
             self._begin = torch.cuda.Event(enable_timing=True)
@@ -122,7 +125,8 @@ class EpochClock:
     def finish(self, flops_per_sample: float | None = None, peak_tflops: float | None = None) -> dict[str, float]:
         """The epoch's figures (waits for the GPU to finish the queued work first):
 
-        ``busy_share``, ``data_wait_seconds``, ``train_loop_seconds`` (the wall time accounted),
+        ``busy_share``, ``data_wait_seconds`` (of which ``loader_start_seconds``: the wait for the first batch,
+        while the loader starts its workers), ``train_loop_seconds`` (the wall time accounted),
         ``samples_per_s``; ``tflops`` with ``flops_per_sample``; ``tflops_peak_share`` with a peak too.
         """
         if self.cuda:
@@ -135,6 +139,7 @@ class EpochClock:
         figures = {
             "busy_share": min(1.0, max(0.0, busy / wall)),
             "data_wait_seconds": self.data_wait,
+            "loader_start_seconds": self.first_wait or 0.0,
             "train_loop_seconds": wall,
             "samples_per_s": self.samples / wall,
         }

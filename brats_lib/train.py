@@ -9,7 +9,8 @@ A run directory holds::
                    clipping), the mean of the samples taken every ``grad_norm_every`` iterations; and where the
                    training loop's time went (:mod:`brats_lib.profiling`): busy_share (the share of the loop's
                    wall time the accelerator was busy with the steps, in [0, 1]), data_wait_seconds (waiting
-                   for the loader), train_loop_seconds, samples_per_s, tflops (the network's forward and
+                   for the loader; loader_start_seconds of it for the first batch, while the workers start),
+                   train_loop_seconds, samples_per_s, tflops (the network's forward and
                    backward FLOPs per wall second) and, on a GPU of known bf16 peak, tflops_peak_share
     metrics.json   the same rows as JSON
     last.pt        the latest epoch: model, optimiser, scheduler, epoch, RNG states, config, history
@@ -79,8 +80,8 @@ RESUME_FREE_KEYS = frozenset({"data_dir", "cache_dir", "run_dir", "device", "wor
                               "compile"})
 
 #: metrics.csv columns that time the run (they differ between two otherwise identical runs).
-TIMING_COLUMNS = ("seconds", "busy_share", "data_wait_seconds", "train_loop_seconds", "samples_per_s", "tflops",
-                  "tflops_peak_share")
+TIMING_COLUMNS = ("seconds", "busy_share", "data_wait_seconds", "loader_start_seconds", "train_loop_seconds",
+                  "samples_per_s", "tflops", "tflops_peak_share")
 
 #: The training loss is checked for NaN/inf every this many iterations (and at each epoch's end), so that
 #: the loop does not wait for the device on every iteration.
@@ -448,6 +449,7 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: cuDNN times its algorithms once, keeps the best
         self.dist = _Dist(self.device)
         self.progress = progress and self.dist.main
         self.run_dir = Path(config.run_dir)

@@ -7,7 +7,9 @@
 #   bash scripts/fetch_gpu_wheels.sh      # in the repository root: writes .whl/ (git-ignored, about 15 MB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIP=${PIP:-python3 -m pip}
+if [ -z "${PIP:-}" ]; then
+  if [ -x .venv/bin/python ]; then PIP=".venv/bin/python -m pip"; else PIP="python3 -m pip"; fi
+fi
 mkdir -p .whl
 $PIP download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform any \

@@ -41,7 +41,7 @@ def test_a_stopped_training_part_keeps_its_finished_epochs_and_the_summary_shows
     recorder.record({"part": "train:unet3d:ours", "status": "timeout", "seconds": 150.0})
     recorder.record({"part": "step:fcnn:compile", "status": "skipped", "why": "10 s of the budget left"})
     text = gp.summary_markdown(recorder.records)
-    assert "busy 25.0 %" in text and "data wait 3.00 s of 4.0 s" in text and "stopped" in text
+    assert "busy 25.0 %" in text and "data wait 3.00 s (loader start — s) of 4.0 s" in text and "stopped" in text
     assert "step:fcnn:compile skipped (10 s of the budget left)" in text
     assert "train:unet3d:ours timeout 150 s" in text
 

@@ -40,6 +40,7 @@ def test_a_slow_loader_shows_as_data_wait_and_bounds_the_busy_share():
     assert out["data_wait_seconds"] >= n * wait  # a sleep lasts at least its time
     assert 0.0 <= out["busy_share"] <= 1.0 - n * wait / wall + 1e-9
     assert out["data_wait_seconds"] <= wall
+    assert wait <= out["loader_start_seconds"] <= out["data_wait_seconds"]
     assert out["samples_per_s"] == pytest.approx(n / wall)
     assert out["tflops"] == pytest.approx(n / wall)  # 1e12 FLOPs per sample
     assert "tflops_peak_share" not in out  # no peak given: not reported
