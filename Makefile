@@ -23,7 +23,14 @@ help:
 	@echo "targets: venv assets chromium data notebooks book demo study test app clean distclean (PROFILE=$(PROFILE))"
 
 # --- set-up ------------------------------------------------------------------------------------------
-venv: $(VENV_STAMP)
+VOILA_TEMPLATE := $(VENV)/share/jupyter/voila/templates/brats
+
+venv: $(VENV_STAMP) $(VOILA_TEMPLATE)
+
+# the app's Voilà template (voila.json: "template": "brats"), linked into the venv so that a plain `voila` finds it
+$(VOILA_TEMPLATE): $(VENV_STAMP)
+	@mkdir -p $(dir $@)
+	ln -sfn $(CURDIR)/share/jupyter/voila/templates/brats $@
 
 $(VENV_STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,7 +93,8 @@ test: venv assets chromium
 # WebSocket message limit raised so that uploads of four 1 mm volumes, about 40 MB, go through)
 app: venv
 	@test -d runs/demo || echo "app: no trained runs in runs/demo yet (make demo trains them); the page will say so" >&2
-	$(VENV)/bin/voila notebooks/10_segment_app.ipynb --port=$(PORT) --no-browser
+	JUPYTER_PATH=$(CURDIR)/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH} \
+	  $(VENV)/bin/voila notebooks/10_segment_app.ipynb --port=$(PORT) --no-browser
 
 clean:
 	rm -rf _build book/executed .pytest_cache

@@ -41,10 +41,17 @@ def terminal_stream() -> IO[str]:
     global _terminal
     original = getattr(sys.stderr, "_original_stdstream_copy", None)  # ipykernel's saved copy of fd 2
     if original is None:
-        return sys.stderr
+        # ipykernel does not watch fd 2 (e.g. under pytest, where it never does): the process's own standard
+        # error still goes to the terminal, while ``sys.stderr`` would go into the notebook
+        return sys.__stderr__ if _in_kernel() and sys.__stderr__ is not None else sys.stderr
     if _terminal is None or _terminal.closed:
         _terminal = os.fdopen(os.dup(original), "w", buffering=1, encoding="utf-8", errors="replace")
     return _terminal
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (``sys.stderr`` is ipykernel's stream, not the process's)."""
+    return type(sys.stderr).__module__.startswith("ipykernel")
 
 
 @contextlib.contextmanager

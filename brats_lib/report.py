@@ -20,7 +20,7 @@ import torch
 from .data import PatchDataset, load_splits
 from .labels import LABEL_NAMES, REGION_COLORS, REGION_ORDER, region_hex
 from .models import decode_logits
-from .train import TrainConfig, load_run_model
+from .train import SELECTION_REGIONS, TrainConfig, load_run_model
 from .viz import legend_handles, overlay_rgba
 
 
@@ -250,15 +250,17 @@ def training_findings(history: pd.DataFrame, minutes: float, confusion: pd.DataF
             and history[f"val_dice_{r}"].notna().any()}
     sentences = []
     if dice:
-        mean = pd.concat(dice, axis=1).mean(axis=1)
+        # the epoch of best.pt: training selects it by the mean validation Dice over SELECTION_REGIONS
+        selecting = [r for r in SELECTION_REGIONS if r in dice] or list(dice)
+        mean = pd.concat([dice[r] for r in selecting], axis=1).mean(axis=1).reset_index(drop=True)
         best = int(mean.idxmax())
         row = {r: float(v.iloc[best]) for r, v in dice.items()}
         weakest = min(row, key=row.get)
         strongest = max(row, key=row.get)
         sentences.append(
-            f"In {minutes:.1f} min ({plural(n, 'epoch')}), the best epoch by mean validation Dice on patches "
-            f"was epoch {int(history['epoch'].iloc[best])}: {strongest} reached {row[strongest]:.3f} and "
-            f"{weakest} only {row[weakest]:.3f}.")
+            f"In {minutes:.1f} min ({plural(n, 'epoch')}), the best epoch (the checkpoint kept, by mean "
+            f"validation Dice on patches over {', '.join(selecting)}) was epoch {int(history['epoch'].iloc[best])}: "
+            f"{strongest} reached {row[strongest]:.3f} and {weakest} only {row[weakest]:.3f}.")
     if n == 1:
         sentences.append("With a single epoch this run shows that the training loop works, not what the model "
                          "can learn.")

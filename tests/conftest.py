@@ -45,3 +45,12 @@ def write_tiny_case(root: Path, index: int, shape=(28, 28, 28)) -> Path:
         nib.save(nib.Nifti1Image(image.astype(np.float32), TINY_AFFINE), folder / f"{case_id}-{m}.nii.gz")
     nib.save(nib.Nifti1Image(label, TINY_AFFINE), folder / f"{case_id}-seg.nii.gz")
     return folder
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(tmp_path_factory) -> Path:
+    """The book's notebooks executed once per session (see ``tests/executed.py``): the book test builds and reads
+    them, the notebook test checks that every cell ran."""
+    from executed import execute_book_notebooks
+
+    return execute_book_notebooks(tmp_path_factory.mktemp("executed"))

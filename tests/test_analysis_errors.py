@@ -146,6 +146,44 @@ def test_analyse_predictions_streams_every_table(tmp_path):
         analysis.analyse_predictions({"m1": tmp_path / "m1"}, tmp_path / "gt", ["A"])
 
 
+def test_analyse_predictions_in_workers_matches_one_process(tmp_path):
+    pred, gt = known_pair()
+    for case in ("A", "B", "C"):
+        _save(tmp_path / "gt" / f"{case}.nii.gz", gt)
+    _save(tmp_path / "m1" / "A.nii.gz", pred)
+    _save(tmp_path / "m1" / "B.nii.gz", gt)
+    _save(tmp_path / "m1" / "C.nii.gz", np.roll(pred, 1, axis=0))
+    one = analysis.analyse_predictions({"m1": tmp_path / "m1"}, tmp_path / "gt", frequency_regions=None)
+    two = analysis.analyse_predictions({"m1": tmp_path / "m1"}, tmp_path / "gt", frequency_regions=None, workers=2)
+    for name in ("errors", "confusion", "boundaries", "histogram", "lesions", "volumes"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name))
+    assert list(two.errors["case"].unique()) == ["A", "B", "C"]
+    with pytest.raises(BratsInputError, match="grid .* is not the common grid"):  # raised in a worker, same error
+        analysis.analyse_predictions({"m1": tmp_path / "m1"}, tmp_path / "gt", workers=2)
+
+
+def test_error_frequency_merge_adds_counts_and_cases():
+    from brats_lib.analysis.heatmaps import ErrorFrequency
+
+    affine = np.eye(4)
+    gt = np.zeros((4, 4, 4), np.uint8)
+    gt[1:3, 1:3, 1:3] = 2
+    pred = np.zeros_like(gt)
+    pred[0, 0, 0] = 2
+    a, b, both = (ErrorFrequency(["WT"], shape=gt.shape, affine=affine) for _ in range(3))
+    a.add(pred, gt, affine)
+    b.add(gt, gt, affine)
+    both.add(pred, gt, affine)
+    both.add(gt, gt, affine)
+    a.merge(b)
+    assert a.n_cases == 2
+    for key in both.counts:
+        np.testing.assert_array_equal(a.counts[key], both.counts[key])
+    assert a.frequency("WT", "FN")[1, 1, 1] == 0.5 and a.frequency("WT", "FP")[0, 0, 0] == 0.5
+    with pytest.raises(ValueError, match="differ"):
+        a.merge(ErrorFrequency(["TC"], shape=gt.shape, affine=affine))
+
+
 # ------------------------------------------------------------------------------------------- brats volumes
 
 

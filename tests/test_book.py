@@ -1,13 +1,9 @@
 """The Jupyter Book: built from papermill-executed notebooks, offline, read page by page in a browser.
 
-One build per test session, in a temporary folder, of EVERY numbered notebook. Fresh executed copies in
-``book/executed`` (``make notebooks``, demo profile, or ``run_notebooks.py --profile demo,smoke``) are reused when
-their parameters match and they are newer than the code; the others are executed with the ``demo,smoke`` profile
-(the demo data, training cut to a couple of iterations). ``BRATS_BOOK_REEXECUTE=1`` forces a run;
-``BRATS_BOOK_REUSE=1`` reuses executed copies with matching parameters even if the code is newer, and
-``BRATS_BOOK_ONLY=00,02`` builds and checks only those chapters (quick partial checks while editing). The book
-sources are copied beside them and built with ``jupyter-book build --warningiserror``. Every page is then opened
-in headless Chromium via Playwright at 1280 px with every non-``file:`` request aborted, and checked as a reader
+One build per test session, in a temporary folder, of EVERY numbered chapter, from the notebooks the session
+executed once (``executed_notebooks`` in ``conftest.py``, see ``tests/executed.py`` for reuse and
+``BRATS_BOOK_ONLY``/``BRATS_BOOK_REUSE``/``BRATS_BOOK_REEXECUTE``). The book sources are copied beside them
+and built with ``jupyter-book build --warningiserror``. Every page is then opened in headless Chromium via Playwright at 1280 px with every non-``file:`` request aborted, and checked as a reader
 would see it: offline, every image loaded, nothing wider than the content column (unless it is a table marked
 scrollable, class ``brats-scroll``), no stderr, traceback or warning output, no injected parameters cell, and
 no widget control that does nothing.
@@ -16,7 +12,6 @@ no widget control that does nothing.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -31,81 +26,21 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
-BOOK_NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
-                              if json.loads(p.read_text(encoding="utf-8"))["metadata"].get("brats", {})
-                              .get("in_book", True)  # the Voilà app is served, not a chapter of the book
-                              if not os.environ.get("BRATS_BOOK_ONLY")  # e.g. "00,02": a quicker partial check
-                              or p.name[:2] in os.environ["BRATS_BOOK_ONLY"].split(",")))
-EXECUTE_PROFILE = "demo,smoke"        # what the test runs when no fresh executed copy is there
-REUSE_PROFILES = ("demo", "demo,smoke")  # executed copies of these profiles are reused
+from executed import BOOK_NOTEBOOKS  # noqa: E402  (tests/ is on sys.path: pytest's rootdir-relative import)
 CDN = re.compile(r"cdn|unpkg|jsdelivr", re.IGNORECASE)
 SCROLL_OK = "brats-scroll"             # class marking a table (or its wrapper) allowed to scroll sideways
 
 pytestmark = pytest.mark.book
-
-#: Checks that still fail on the book built from the current code, with why. Each check still runs; while it fails
-#: it is reported as an expected failure naming the open issue, and once it passes it reports XPASS (then remove
-#: the entry). Not a pass: the closing note of the session lists them.
-KNOWN_OPEN = {
-    "slice slider": "issue 14 (open): since the SliceBrowser moved to viz.widgets, the static book's slice slider "
-                    "moves its readout but the pre-rendered image does not follow",
-    "book/executed/01_eda": "issue 14 (open): the static slice browser's slider does not change the displayed image",
-}
-
-
-def _known_open(key: str, failed: bool, detail: str) -> None:
-    if failed and key in KNOWN_OPEN:
-        pytest.xfail(f"{KNOWN_OPEN[key]} ({detail[:300]})")
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install it with `make chromium` "
                                   "(apt-get install chromium) to test the book in a browser")
 
 
-def _runner():
-    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _is_fresh(executed: Path, source: Path, parameters: dict, newer_than: float) -> bool:
-    """An executed copy of ``source`` with exactly ``parameters`` (papermill metadata), newer than the code."""
-    if not executed.is_file() or executed.stat().st_mtime < newer_than:
-        return False
-    meta = json.loads(executed.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
-    return meta.get("parameters") == parameters and not meta.get("exception")
-
-
 @pytest.fixture(scope="session")
-def book_html(tmp_path_factory) -> Path:
-    runner = _runner()
+def book_html(executed_notebooks, tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("book-src")
-    executed = src / "book" / "executed"
-    executed.mkdir(parents=True)
-    code = [*ROOT.glob("brats_lib/**/*.py"), *ROOT.glob("notebooks/profiles/*.yml"),
-            ROOT / "scripts" / "run_notebooks.py"]
-    newest_code = max(p.stat().st_mtime for p in code) if os.environ.get("BRATS_BOOK_REUSE") != "1" else 0.0
-    todo, used = [], set()
-    for name in BOOK_NOTEBOOKS:
-        source = ROOT / "notebooks" / name
-        newest = max(newest_code, source.stat().st_mtime) if newest_code else 0.0
-        reuse = ROOT / "book" / "executed" / name
-        for profile in REUSE_PROFILES if os.environ.get("BRATS_BOOK_REEXECUTE") != "1" else ():
-            parameters = runner.notebook_parameters(source, runner.load_profile(profile), book=True)
-            if _is_fresh(reuse, source, parameters, newest):
-                shutil.copy2(reuse, executed / name)
-                used.add(profile)
-                break
-        else:
-            todo.append(name.removesuffix(".ipynb"))
-    if todo:
-        used.add(EXECUTE_PROFILE)
-        command = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", EXECUTE_PROFILE,
-                   "--out", str(executed)] + [a for stem in todo for a in ("--only", stem)]
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr[-5000:]
-    runner.write_book_info(executed, " + ".join(sorted(used)))
+    shutil.copytree(executed_notebooks, src / "book" / "executed")
     if not (ROOT / "book" / "_static" / "vendor" / "embed-amd.js").is_file():
         result = subprocess.run([str(ROOT / "scripts" / "fetch_book_assets.sh")], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -245,7 +180,6 @@ def test_slice_slider_changes_the_slice_offline(eda_page):
     page.wait_for_timeout(300)
     new_readout, new_pixels = _shown_slice(page)
     assert int(new_readout) > int(readout), (readout, new_readout)
-    _known_open("slice slider", new_pixels == pixels, f"readout {readout} -> {new_readout}")
     assert new_pixels != pixels, "the displayed slice did not change"
     for _ in range(3):
         page.keyboard.press("ArrowLeft")
@@ -370,7 +304,6 @@ _OVERFLOW_JS = """ok => {
 @pytest.mark.parametrize("name", PAGES)
 def test_page_fits_the_content_column(pages, name):
     bad = pages(name).page.evaluate(_OVERFLOW_JS, SCROLL_OK)
-    _known_open(f"width {name}", bad != [], "; ".join(bad[:3]))
     assert bad == [], f"{name}: wider than the content column:\n" + "\n".join(bad[:20])
 
 
@@ -450,5 +383,4 @@ def test_every_widget_control_changes_the_displayed_image(pages, name):
                     after = output.evaluate(_PIXELS_JS)
                 if not before or after == before:
                     inert.append(f"{kind} {label!r}")
-    _known_open(name, inert != [], str(inert))
     assert inert == [], f"{name}: controls that do not change the displayed image in the static book: {inert}"

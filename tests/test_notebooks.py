@@ -1,25 +1,50 @@
-"""Every numbered notebook runs without error under nbval, with the parameters of the demo profile.
+"""Every numbered notebook runs without error with the parameters of the demo profile (``demo,smoke`` here).
 
-nbval does not apply papermill parameters, so the notebooks are first copied with the demo profile's
-parameters injected (``scripts/run_notebooks.py --prepare-only``), then run in order by ``pytest --nbval-lax``
-in a subprocess (outputs are not compared, errors fail). nbval starts the kernel in the notebook's folder, so
-the copies go to a temporary hidden folder inside the repository (``book/executed/.nbval-*``, git-ignored and
-excluded from the book): notebooks that resolve relative paths (``data/synthetic``) against the folder
-holding ``pyproject.toml`` find the demo data shared with ``make data``/``make demo``.
+Each notebook is executed once per test session:
+
+* the chapters of the book by papermill, in ``executed_notebooks`` (``conftest.py``): the book test builds and reads
+  the very same executed copies, so the suite does not pay for every notebook twice. Here each is checked as a
+  run: papermill recorded no exception, every code cell ran, in order, and none left an error output;
+* the notebooks outside the book (the Voilà app) by nbval (``pytest --nbval-lax``: outputs are not compared, errors
+  fail). nbval does not apply papermill parameters, so the notebook is first copied with the profile's parameters
+  injected (``scripts/run_notebooks.py --prepare-only``) into a hidden folder inside the repository
+  (``book/executed/.nbval-*``, git-ignored and excluded from the book): nbval starts the kernel in the notebook's
+  folder, and relative paths (``data/synthetic``) resolve against the folder holding ``pyproject.toml``.
 """
 
+import json
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+from executed import BOOK_NOTEBOOKS, EXECUTE_PROFILE, NOTEBOOKS, ROOT, in_book
+
+OUTSIDE_BOOK = tuple(name for name in NOTEBOOKS if not in_book(ROOT / "notebooks" / name))
 CELL_TIMEOUT_S = 1200
+
+
+def test_notebooks_found():
+    assert NOTEBOOKS[:2] == ("00_dataset.ipynb", "01_eda.ipynb")
+    assert OUTSIDE_BOOK == ("10_segment_app.ipynb",)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BOOK_NOTEBOOKS)
+def test_book_notebook_ran_every_cell_without_error(executed_notebooks: Path, name: str):
+    nb = json.loads((executed_notebooks / name).read_text(encoding="utf-8"))
+    assert not nb["metadata"]["papermill"].get("exception"), f"{name}: papermill recorded an exception"
+    code = [cell for cell in nb["cells"] if cell["cell_type"] == "code" and "".join(cell["source"]).strip()]
+    counts = [cell.get("execution_count") for cell in code]
+    assert None not in counts, f"{name}: cells {[i for i, c in enumerate(counts) if c is None]} did not run"
+    assert counts == sorted(counts), f"{name}: cells ran out of order: {counts}"
+    errors = [(index, output.get("ename"), output.get("evalue")) for index, cell in enumerate(code)
+              for output in cell.get("outputs", []) if output["output_type"] == "error"]
+    assert not errors, f"{name}: error outputs {errors}"
 
 
 @pytest.fixture(scope="module")
@@ -29,21 +54,18 @@ def prepared():
     out = Path(tempfile.mkdtemp(prefix=".nbval-", dir=parent))
     try:
         result = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "demo,smoke", "--prepare-only",
-             "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+            [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", EXECUTE_PROFILE,
+             "--prepare-only", "--out", str(out)] + [a for name in OUTSIDE_BOOK for a in ("--only", name[:-6])],
+            cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
         yield out
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def test_notebooks_found():
-    assert NOTEBOOKS[:2] == ["00_dataset.ipynb", "01_eda.ipynb"]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_under_nbval(prepared: Path, name: str):
+@pytest.mark.parametrize("name", OUTSIDE_BOOK)
+def test_notebook_outside_the_book_runs_under_nbval(prepared: Path, name: str):
     notebook = prepared / name
     assert notebook.is_file()
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="ignore::DeprecationWarning")

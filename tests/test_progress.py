@@ -94,3 +94,31 @@ def test_children_to_terminal_does_nothing_in_auto_mode(monkeypatch, capfd):
     with progress.children_to_terminal():
         subprocess.run([sys.executable, "-c", "print('here')"], check=True)
     assert "here" in capfd.readouterr().out
+
+
+def test_terminal_stream_inside_a_kernel_without_fd_copy_is_the_process_stderr(monkeypatch):
+    # under pytest ipykernel does not watch fd 2 and keeps no copy of it: sys.__stderr__ still reaches the terminal
+    class KernelStream(io.StringIO):
+        pass
+
+    monkeypatch.setattr(sys, "stderr", KernelStream())
+    monkeypatch.setattr(progress, "_in_kernel", lambda: True)
+    assert progress.terminal_stream() is sys.__stderr__
+
+
+@pytest.mark.slow
+def test_terminal_mode_leaves_no_output_in_a_real_kernel(monkeypatch):
+    """A real kernel started under pytest (PYTEST_CURRENT_TEST set: ipykernel then forwards sys.stderr but not
+    fd 2): bars and log lines of terminal mode stay out of the notebook's outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv(progress.ENV, "terminal")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from brats_lib import progress\n"
+        "for _ in progress.tqdm(range(3), desc='work'):\n    pass\n"
+        "progress.write('a log line')\nprint('shown')")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in outputs] == [("stream", "stdout", "shown\n")]

@@ -63,6 +63,13 @@ def test_training_findings_from_the_numbers():
     assert "single epoch" in single
 
 
+def test_training_findings_name_the_epoch_of_the_kept_checkpoint():
+    # all six regions would pick epoch 1 (NETC dominates), best.pt is chosen by WT, TC, ET: epoch 2
+    history = _history([0.9, 0.8], [0.5, 0.6], [0.5, 0.6]).assign(val_dice_NETC=[0.9, 0.1])
+    text = report.training_findings(history, 1.0)
+    assert "by mean validation Dice on patches over WT, ET) was epoch 2" in text
+
+
 def test_roundtrip_findings_name_the_ceiling():
     text = report.roundtrip_findings({"NETC": 0.866, "SNFH": 0.97, "ET": 0.9}, 2, True, 8, 12.3, 45.6)
     assert "8 cases" in text and "12.3 s" in text and "45.6 MiB" in text

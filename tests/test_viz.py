@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -141,6 +142,13 @@ def test_summary_plots_label_axes_with_units(tiny_dataset: Path):
     ax = viz.plot_label_volumes(tables["volumes"])
     assert ax.get_ylabel() == "volume (mL)" and ax.get_xlabel() == "region"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["WT", "TC", "NETC", "SNFH", "ET", "RC"]
+    # a few cases: no quartile boxes, a median bar per region (at the median of the table)
+    assert not ax.patches and "median" in ax.get_title()
+    bars = ax.collections[-1].get_segments()
+    medians = tables["volumes"].groupby("region")["volume_ml"].median()
+    assert [seg[0][1] for seg in bars] == pytest.approx([medians[r] for r in ("WT", "TC", "NETC", "SNFH", "ET", "RC")])
+    many = pd.concat([tables["volumes"].assign(case_id=lambda t, k=k: t["case_id"] + f"-{k}") for k in range(5)])
+    assert viz.plot_label_volumes(many).patches  # ≥ 10 cases: boxes
     ax = viz.plot_intensity_distributions(tables["intensities"])
     assert "z-score" in ax.get_ylabel() and ax.get_xlabel() == "modality"
     assert ax.get_legend() is not None
@@ -242,6 +250,9 @@ def test_slice_browser_models_layers_scores_and_static_view(tiny_dataset: Path, 
     assert "under-segmentation" in browser.legend.value
     browser.model_dropdowns[1].value = "—"
     assert browser.shown_models == ["a"] and browser._panels[2].layout.display == "none"
+    # an empty stack is unlinked (in the browser an index set on it breaks the links after it)
+    assert browser._model_links[1] is None and browser.model_stacks[1].selected_index is None
+    assert browser._model_links[0].target[0] is browser.model_stacks[0]
     browser.case_dropdown.value = "BraTS-GLI-00001-000"  # no prediction for this case: a blank panel, noted
     assert "no prediction" in browser.panel_titles[1].value and "no scores" in browser.scores_html.value
     browser.close()
@@ -252,7 +263,11 @@ def test_slice_browser_models_layers_scores_and_static_view(tiny_dataset: Path, 
     assert not any(isinstance(w, widgets.HBox) and static.case_dropdown in w.children for w in shown)
     assert "Static view" in static.static_panel.value and "JupyterLab" in static.static_panel.value
     assert static._link.target == (static.stack, "selected_index")
+    assert static._model_links[1] is None  # one model: the second, empty panel is not linked
     static.close()
+    plain = viz.SliceBrowser(tiny_dataset, n_slices=3, static=True)  # no predictions (notebook 01)
+    assert plain._model_links == [None, None]
+    plain.close()
 
 
 def test_layer_rgba_colours():

@@ -87,11 +87,22 @@ def _with_model(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     return frame
 
 
+def _analyse_job(job, regions: Sequence[str], frequency_regions: Sequence[str] | None):
+    """One case in a worker: its analysis and its error-frequency counts (``None`` when not accumulated)."""
+    pair = load_pair(job)
+    result = analyse_pair(pair, regions)
+    counts = None
+    if frequency_regions is not None:
+        counts = ErrorFrequency(frequency_regions)
+        counts.add_pair(pair)
+    return result, pair.voxel_ml, counts
+
+
 def analyse_predictions(pred_dirs: Mapping[str, str | Path], gt_dir: str | Path,
                         case_ids: Sequence[str] | None = None, regions: Sequence[str] = REGION_ORDER,
                         frequency_regions: Sequence[str] | None = FREQUENCY_REGIONS,
-                        progress: bool = False) -> AnalysisResults:
-    """Run :func:`analyse_pair` on every case of every model, one case in memory at a time.
+                        progress: bool = False, workers: int = 1) -> AnalysisResults:
+    """Run :func:`analyse_pair` on every case of every model, one case in memory at a time (per worker).
 
     Args:
         pred_dirs: ``{model: folder of <case-id>.nii.gz}``.
@@ -100,6 +111,7 @@ def analyse_predictions(pred_dirs: Mapping[str, str | Path], gt_dir: str | Path,
         frequency_regions: regions of the cross-patient :class:`~.heatmaps.ErrorFrequency` (``None``: not
             accumulated; needs every case on the MNI152 1 mm grid).
         progress: a tqdm bar over cases.
+        workers: processes analysing cases in parallel (results are the same for any count, in the same order).
     Raises:
         BratsInputError: a missing prediction or ground truth, unknown labels, or a shape / grid mismatch
             (naming the file).
@@ -112,29 +124,37 @@ def analyse_predictions(pred_dirs: Mapping[str, str | Path], gt_dir: str | Path,
         from ..progress import tqdm
 
         bar = tqdm(total=sum(len(p) for p in plans.values()), desc="analyse", unit="case")
-    for model, jobs in plans.items():
-        totals = {r: np.zeros(len(HISTOGRAM_EDGES) - 1) for r in regions}
-        if frequency_regions is not None:
-            frequency[model] = ErrorFrequency(frequency_regions)
-        for job in jobs:
-            pair = load_pair(job)
-            result = analyse_pair(pair, regions)
-            errors.append(_with_model(result.errors, model))
-            confusion.append(_with_model(pd.DataFrame(confusion_rows(result.confusion, pair.voxel_ml,
-                                                                     pair.case_id)), model))
-            boundaries.append(_with_model(result.boundaries, model))
-            lesions.append(_with_model(result.lesions, model))
+    pool = None
+    if workers > 1 and sum(len(p) for p in plans.values()) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=int(workers))
+    try:
+        for model, jobs in plans.items():
+            totals = {r: np.zeros(len(HISTOGRAM_EDGES) - 1) for r in regions}
+            if frequency_regions is not None:
+                frequency[model] = ErrorFrequency(frequency_regions)
+            args = (jobs, [regions] * len(jobs), [frequency_regions] * len(jobs))
+            for result, voxel_ml, counts in (pool.map(_analyse_job, *args) if pool else map(_analyse_job, *args)):
+                errors.append(_with_model(result.errors, model))
+                confusion.append(_with_model(pd.DataFrame(confusion_rows(result.confusion, voxel_ml,
+                                                                         result.case_id)), model))
+                boundaries.append(_with_model(result.boundaries, model))
+                lesions.append(_with_model(result.lesions, model))
+                for r in regions:
+                    totals[r] += result.histograms[r]
+                if counts is not None:
+                    frequency[model].merge(counts)
+                del result, counts
+                if bar is not None:
+                    bar.update()
             for r in regions:
-                totals[r] += result.histograms[r]
-            if model in frequency:
-                frequency[model].add_pair(pair)
-            del pair, result
-            if bar is not None:
-                bar.update()
-        for r in regions:
-            for lo, hi, area in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:], totals[r]):
-                histogram_rows.append({"model": model, "region": r, "bin_lo_mm": lo, "bin_hi_mm": hi,
-                                       "area_mm2": area})
+                for lo, hi, area in zip(HISTOGRAM_EDGES[:-1], HISTOGRAM_EDGES[1:], totals[r]):
+                    histogram_rows.append({"model": model, "region": r, "bin_lo_mm": lo, "bin_hi_mm": hi,
+                                           "area_mm2": area})
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if bar is not None:
         bar.close()
     errors_table = pd.concat(errors, ignore_index=True)

@@ -130,6 +130,16 @@ class ErrorFrequency:
             self.counts[(region, "FN")][box] += g & ~p
             self.counts[(region, "FP")][box] += p & ~g
 
+    def merge(self, other: "ErrorFrequency") -> None:
+        """Add the counts of ``other`` (same regions and grid), e.g. accumulated in another process."""
+        if other.regions != self.regions or other.shape != self.shape or not np.allclose(other.affine, self.affine):
+            raise ValueError("ErrorFrequency.merge: regions or grids differ")
+        if self.n_cases + other.n_cases > np.iinfo(np.uint16).max:
+            raise OverflowError(f"more than {np.iinfo(np.uint16).max} cases in one ErrorFrequency")
+        for key, counts in other.counts.items():
+            self.counts[key] += counts
+        self.n_cases += other.n_cases
+
     def add_pair(self, pair) -> None:
         """:meth:`add` a :class:`~brats_lib.analysis.pairs.Pair` (named by its prediction file)."""
         self.add(pair.pred, pair.gt, pair.affine, str(pair.pred_path or pair.case_id))

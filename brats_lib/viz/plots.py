@@ -96,8 +96,14 @@ def _quiet_seaborn():
         yield
 
 
+#: Fewest cases for which a box (quartiles) is drawn; below it each case is a dot and the median a bar.
+MIN_CASES_FOR_BOXES = 10
+
+
 def plot_label_volumes(volumes, ax=None, log: bool = False):
-    """Box + strip plot of :func:`brats_lib.eda.label_volumes_table`: volume (mL) per region."""
+    """Volume (mL) per region of :func:`brats_lib.eda.label_volumes_table`: every case a dot, with boxes
+    (quartiles) from :data:`MIN_CASES_FOR_BOXES` cases and a median bar below that (quartiles of a handful of
+    cases mislead)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -105,16 +111,27 @@ def plot_label_volumes(volumes, ax=None, log: bool = False):
         _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     order = [r for r in REGION_ORDER if r in set(volumes["region"])]
     palette = {r: REGION_COLORS.get(r, (0.5, 0.5, 0.5)) for r in order}
-    with _quiet_seaborn():
-        sns.boxplot(data=volumes, x="region", y="volume_ml", hue="region", order=order, palette=palette,
-                    showfliers=False, boxprops={"alpha": 0.45}, legend=False, ax=ax)
-    sns.stripplot(data=volumes, x="region", y="volume_ml", order=order, color="black", size=4, jitter=0.15,
-                  ax=ax)
+    n_cases = volumes["case_id"].nunique()
+    boxes = n_cases >= MIN_CASES_FOR_BOXES
+    if boxes:
+        with _quiet_seaborn():
+            sns.boxplot(data=volumes, x="region", y="volume_ml", hue="region", order=order, palette=palette,
+                        showfliers=False, boxprops={"alpha": 0.45}, legend=False, ax=ax)
+        sns.stripplot(data=volumes, x="region", y="volume_ml", order=order, color="black", size=4, jitter=0.15,
+                      ax=ax)
+    else:
+        sns.stripplot(data=volumes, x="region", y="volume_ml", hue="region", order=order, palette=palette,
+                      size=6, jitter=0.15, edgecolor="black", linewidth=0.5, legend=False, ax=ax)
+        medians = volumes.groupby("region")["volume_ml"].median()
+        ax.hlines([medians[r] for r in order], [i - 0.3 for i in range(len(order))],
+                  [i + 0.3 for i in range(len(order))], colors="black", linewidth=1.5, label="median")
+        ax.legend(loc="upper right", fontsize=9, frameon=False)
     if log:
         ax.set_yscale("symlog", linthresh=1.0)
     ax.set_xlabel("region")
     ax.set_ylabel("volume (mL)")
-    ax.set_title(f"Label volume per region ({volumes['case_id'].nunique()} cases)")
+    how = "boxes: quartiles" if boxes else f"each dot a case, bar the median; boxes from {MIN_CASES_FOR_BOXES} cases"
+    ax.set_title(f"Label volume per region ({n_cases} cases; {how})", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return ax
 

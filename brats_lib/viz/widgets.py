@@ -221,8 +221,9 @@ class SliceBrowser(_import_widgets().VBox):
         self.scores_html = widgets.HTML()
         self.static_panel = widgets.HTML()
         self._link = widgets.jslink((self.slice_slider, "index"), (self.stack, "selected_index"))
-        self._model_links = [widgets.jslink((self.slice_slider, "index"), (s, "selected_index"))
-                             for s in self.model_stacks]
+        # a model stack is linked only while it holds slices: in the browser, setting the index of an empty
+        # stack throws inside the slider's change event, and the links after it (the ground truth's) never run
+        self._model_links: list = [None, None]
         self._busy = False
         self._panels = [widgets.VBox([self.panel_titles[0], self.stack])] + [
             widgets.VBox([self.panel_titles[i + 1], s]) for i, s in enumerate(self.model_stacks)]
@@ -351,6 +352,7 @@ class SliceBrowser(_import_widgets().VBox):
             model = shown[slot] if slot < len(shown) else None
             self._panels[slot + 1].layout.display = None if model else "none"
             if model is None:
+                stack.selected_index = None  # before the children go: an index past them breaks the view
                 stack.children = []
                 continue
             prediction = self.prediction(model, loaded.case.case_id)
@@ -384,6 +386,7 @@ class SliceBrowser(_import_widgets().VBox):
         for stack in (self.stack, *self.model_stacks):
             if stack.children:
                 stack.selected_index = start
+        self._link_model_stacks()
         self.legend.value = _legend_html([layer] if shown else [])
         self.scores_html.value = self._scores_html(loaded.case.case_id, shown)
         row_mm, col_mm = pixel_mm
@@ -402,6 +405,18 @@ class SliceBrowser(_import_widgets().VBox):
             + (f", models {html.escape(models_text)}, layer {layer} ({region})" if self.predictions else "")
             + ". The slice slider works here; to change case, plane, modality, opacity, layer or models, open the "
               "notebook in JupyterLab and run it.</div>")
+
+    def _link_model_stacks(self) -> None:
+        """Link the slider to the model stacks that hold slices, unlink the empty ones."""
+        widgets = _import_widgets()
+        for slot, stack in enumerate(self.model_stacks):
+            link = self._model_links[slot]
+            if stack.children and link is None:
+                self._model_links[slot] = widgets.jslink((self.slice_slider, "index"), (stack, "selected_index"))
+            elif not stack.children and link is not None:
+                link.unlink()
+                link.close()
+                self._model_links[slot] = None
 
     def _scores_html(self, case_id: str, models: Sequence[str]) -> str:
         if self.scores is None or not models:
