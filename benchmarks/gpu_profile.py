@@ -515,7 +515,12 @@ def main() -> int:
         left = deadline - time.perf_counter()
         if left < minimum * scale:
             recorder.record({"part": name, "status": "skipped",
-                             "why": f"{left:.0f} s of the {args.budget:.0f} s budget left, the part needs {minimum} s"})
+                             "why": f"{left:.0f} s of the {args.budget:.0f} s budget left, the part needs "
+                                    f"{minimum * scale:.0f} s"})
+            if name in ("env", "synth", "preprocess"):  # the other parts need what these make
+                recorder.log(f"gpu_profile: {name} did not fit the budget; nothing after it can run")
+                status = 1
+                break
             continue
         child_limit = min(limit * scale, left)
         recorder.log(f"== {name} (limit {child_limit:.0f} s; {left:.0f} s of the budget left)")
