@@ -10,16 +10,16 @@ loader and compiler workers when the limit is reached):
 * ``env``: torch sees CUDA (else one clear line and exit status 2), the card, its bf16 peak, the packages;
 * ``synth``: ``brats synth`` writes 24 synthetic 1 mm cases (182×218×182, the BraTS grid);
 * ``preprocess``: ``brats preprocess`` at full resolution: cases per second per worker core, MiB per case;
+* ``step:<model>:eager``: the training step alone (random data, forward, Dice + CE, backward, AdamW) of each
+  model: s/step min and median, samples/s, achieved TFLOP/s against the bf16 peak, peak GPU memory;
 * ``train:unet3d:ours``: ``brats_lib.train`` (the full profile's settings: 128³, batch 2, bf16,
   channels_last_3d, ``torch.compile`` by default, the nnU-Net augmentation on the GPU, 8 loader workers),
   2 epochs; the busy share, data wait, samples/s and TFLOP/s that it logs to ``metrics.csv``, of the last
   epoch (the first one includes compilation), and the peak GPU memory;
 * ``train:unet3d:monai``: the same run with the patches augmented by MONAI on the CPU in the 8 loader
   workers (the usual set-up: MONAI's dictionary transforms with nnU-Net's probabilities), no GPU augmentation;
-* ``step:<model>:eager`` and ``step:<model>:compile``: the training step alone (random data, forward, Dice + CE,
-  backward, AdamW) of each model: s/step min and median, samples/s, achieved TFLOP/s against the bf16 peak,
-  peak GPU memory; with and without ``torch.compile``;
 * ``train:unet3d:eager``: the training run without compilation (end-to-end throughput without compile);
+* ``step:<model>:compile``: the step alone again, compiled;
 * ``memory``: host memory (PSS and RSS of the loader and its 8 workers) over 100 vs 1,350 tiny cached cases
   (``benchmarks/bench_data_memory.py``'s loop);
 * ``train:fcnn:ours``, ``train:resunet3d:ours``: the busy share of the other two models.
@@ -98,11 +98,11 @@ PARTS = [
     ("env", 5, 60),
     ("synth", 20, 120),
     ("preprocess", 10, 90),
-    ("train:unet3d:ours", 50, 180),
-    ("train:unet3d:monai", 30, 120),
     ("step:unet3d:eager", 12, 60),
     ("step:fcnn:eager", 12, 60),
     ("step:resunet3d:eager", 12, 60),
+    ("train:unet3d:ours", 50, 180),
+    ("train:unet3d:monai", 30, 120),
     ("train:unet3d:eager", 25, 90),
     ("step:unet3d:compile", 25, 120),
     ("step:fcnn:compile", 35, 120),
