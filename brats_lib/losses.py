@@ -23,8 +23,12 @@ def _check(logits: torch.Tensor, target: torch.Tensor, mode: str) -> None:
         raise ValueError(f"{mode} loss expects {expected} channels, got logits of shape {tuple(logits.shape)}")
     if target.shape != logits.shape[:1] + logits.shape[2:]:
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) > 4):
-        raise ValueError(f"target holds labels outside 0–4 (min {int(target.min())}, max {int(target.max())})")
+    # the value range is checked on CPU tensors only: on an accelerator it would stall every step on a host
+    # synchronisation, and training labels were already validated when read (brats_lib.io)
+    if target.device.type == "cpu" and target.numel():
+        low, high = (int(v) for v in torch.aminmax(target))
+        if low < 0 or high > 4:
+            raise ValueError(f"target holds labels outside 0–4 (min {low}, max {high})")
 
 
 def _probs_and_onehot(logits: torch.Tensor, target: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:

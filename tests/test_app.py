@@ -317,6 +317,20 @@ def test_upload_four_files_volumes_and_downloads_equal_brats_predict(app_page, t
     assert page.locator(".brats-scores table").count() == 0  # no ground truth, no scores
     assert page.locator(".brats-slice-browser").count() == 1
 
+    # the 3D view (ipyniivue, WebGL; headless Chromium renders it with SwiftShader): three planes and the
+    # 3D rendering in a 2 × 2 grid, each quadrant drawn (not the black background)
+    page.get_by_role("tab", name="3D view").click()
+    canvas = page.locator("canvas").first
+    canvas.wait_for(state="visible")
+    page.wait_for_timeout(5000)
+    from PIL import Image
+
+    shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
+    h, w = shot.shape[0] // 2, shot.shape[1] // 2
+    drawn = [(shot[i * h:(i + 1) * h, j * w:(j + 1) * w].sum(axis=2) > 60).mean() for i in (0, 1) for j in (0, 1)]
+    assert min(drawn) > 0.02, f"share of drawn pixels per quadrant of the 3D view: {drawn}"
+    page.get_by_role("tab", name="slices").click()
+
 
 def test_zip_in_2021_layout_with_ground_truth_shows_the_lesion_wise_scores(app_page, tiny, reference, tmp_path):
     from brats_lib.metrics import lesion_wise_results

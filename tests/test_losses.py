@@ -60,6 +60,18 @@ def test_nothing_is_ignored_silently():
         DiceCELoss()(torch.zeros(1, 4, 2, 2, 2), torch.zeros(1, 2, 2, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="does not match"):
         DiceCELoss()(logits, torch.zeros(1, 3, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"min -1, max 4"):
+        DiceCELoss()(logits, torch.tensor([-1, 4, 0, 0, 0, 0, 0, 0]).reshape(1, 2, 2, 2))
+
+
+def test_label_range_check_never_reads_an_accelerator_tensor_back():
+    # a meta tensor has no values: reading one back (a host sync on a GPU) would raise
+    from brats_lib.losses import _check
+
+    _check(torch.zeros(1, 5, 2, 2, 2, device="meta"), torch.zeros(1, 2, 2, 2, dtype=torch.long, device="meta"),
+           "softmax")
+    with pytest.raises(ValueError, match="expects 5 channels"):  # shape checks still run everywhere
+        _check(torch.zeros(1, 4, 2, 2, 2, device="meta"), torch.zeros(1, 2, 2, 2, device="meta"), "softmax")
     with pytest.raises(ValueError, match="softmax output mode"):
         build_loss("ce", "regions")
 

@@ -548,9 +548,12 @@ class SegmentApp(widgets.VBox):
             holder.children = [widgets.HTML(_message("error", self._internal_error(exc)))]
 
     def _niivue_view(self) -> widgets.Widget:
-        from ipyniivue import NiiVue, SliceType, Volume
+        from ipyniivue import MultiplanarType, NiiVue, ShowRender, SliceType, Volume
 
-        nv = NiiVue(height=420, slice_type=SliceType.MULTIPLANAR, back_color=(0.0, 0.0, 0.0, 1.0))
+        # three planes and the 3D rendering in a 2 × 2 grid (niivue's AUTO layout drops the rendering when the
+        # panel is wide)
+        nv = NiiVue(height=520, slice_type=SliceType.MULTIPLANAR, multiplanar_show_render=ShowRender.ALWAYS,
+                    multiplanar_layout=MultiplanarType.GRID, back_color=(0.0, 0.0, 0.0, 1.0))
         lut = {"R": [0] + [round(LABEL_COLORS[v][0] * 255) for v in (1, 2, 3, 4)],
                "G": [0] + [round(LABEL_COLORS[v][1] * 255) for v in (1, 2, 3, 4)],
                "B": [0] + [round(LABEL_COLORS[v][2] * 255) for v in (1, 2, 3, 4)],

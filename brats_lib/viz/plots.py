@@ -144,7 +144,7 @@ def plot_intensity_distributions(intensities, value: str = "zscore", ax=None):
     from ..eda import BRAIN_REGION
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 4.5), layout="constrained")
+        _, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")  # the book's column
     present = set(intensities["region"])
     hue_order = [r for r in (BRAIN_REGION, *REGION_ORDER) if r in present]
     palette = {r: REGION_COLORS.get(r, (0.8, 0.8, 0.8)) for r in hue_order}
@@ -152,11 +152,11 @@ def plot_intensity_distributions(intensities, value: str = "zscore", ax=None):
     with _quiet_seaborn():
         sns.boxplot(data=intensities, x="modality", y=value, hue="region", order=order, hue_order=hue_order,
                     palette=palette, showfliers=False, linewidth=0.8, ax=ax)
-    ax.set_xticks(range(len(order)), [f"{m}\n{MODALITY_NAMES.get(m, m)}" for m in order])
+    ax.set_xticks(range(len(order)), [f"{m}\n{MODALITY_NAMES.get(m, m)}" for m in order], fontsize=8)
     ax.set_xlabel("modality")
     ax.set_ylabel("intensity (z-score within brain)" if value == "zscore" else "intensity (a.u., raw)")
     ax.set_title(f"Voxel intensities per modality and region "
-                 f"({intensities['case_id'].nunique()} cases, sampled voxels)")
+                 f"({intensities['case_id'].nunique()} cases, sampled voxels)", fontsize=10)
     ax.axhline(0.0, color="black", linewidth=0.6, alpha=0.4)
     ax.legend(title="region", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(axis="y", alpha=0.3)
