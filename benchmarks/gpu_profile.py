@@ -305,7 +305,8 @@ def _monai_trainer_class():
 
         def __getitem__(self, index):
             image, label = self.base[index]
-            self.transform.set_random_state(seed=(self.base.epoch * 1_000_003 + int(index)) % 2**32)
+            epoch, i = index if isinstance(index, tuple) else (self.base.epoch, index)  # EpochSampler's (epoch, i)
+            self.transform.set_random_state(seed=(epoch * 1_000_003 + int(i)) % 2**32)
             out = self.transform({"image": image, "label": label[None]})
             image, label = out["image"], out["label"]
             image = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)

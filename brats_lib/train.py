@@ -58,7 +58,7 @@ from torch import nn
 
 from ._atomic import atomic_path, write_text_atomic
 from .augment import default_pipeline
-from .data import PatchDataset, load_splits, make_loader, make_splits, save_splits
+from .data import EpochSampler, PatchDataset, load_splits, make_loader, make_splits, save_splits
 from .device import resolve_device
 from .errors import BratsConfigError, BratsUserError
 from .io import discover_cases
@@ -456,6 +456,7 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         self.amp = config.amp and self.cuda
         self.channels_last = config.channels_last and self.cuda
+        self._loaders: dict[int, tuple] = {}  # id(dataset) -> (DataLoader, EpochSampler), see _loader
 
     # -------------------------------------------------------------------------------------- set-up
     def _build(self, splits: Mapping[str, list[str]]) -> None:
@@ -531,15 +532,27 @@ class Trainer:
         self.compile_pending = False
         return output, loss
 
-    def _loader(self, dataset: PatchDataset, batch_size: int):
-        # Collect dead loader iterators before new workers fork: a worker that inherits one in an
-        # uncollected reference cycle runs its __del__ and prints "can only test a child process" noise
-        # (seen in notebooks, where tqdm's widgets keep such cycles alive).
+    def _loader(self, dataset: PatchDataset, batch_size: int, epoch: int):
+        """The dataset's loader for ``epoch``: made once per run, its workers persistent (their start-up is paid
+        once, not every epoch); this rank's share of the indices under DDP."""
+        key = id(dataset)
+        if key not in self._loaders:
+            # Collect dead loader iterators before new workers fork: a worker that inherits one in an
+            # uncollected reference cycle runs its __del__ and prints "can only test a child process" noise
+            # (seen in notebooks, where tqdm's widgets keep such cycles alive).
+            gc.collect()
+            sampler = EpochSampler(range(self.dist.rank, len(dataset), self.dist.world) if self.dist.enabled
+                                   else range(len(dataset)))
+            self._loaders[key] = (make_loader(dataset, batch_size, workers=self.config.workers, sampler=sampler),
+                                  sampler)
+        loader, sampler = self._loaders[key]
+        sampler.set_epoch(epoch)
+        return loader
+
+    def close_loaders(self) -> None:
+        """Stop the persistent loader workers (done at the end of :meth:`run`)."""
+        self._loaders.clear()
         gc.collect()
-        if not self.dist.enabled:
-            return make_loader(dataset, batch_size, workers=self.config.workers)
-        indices = list(range(self.dist.rank, len(dataset), self.dist.world))
-        return make_loader(torch.utils.data.Subset(dataset, indices), batch_size, workers=self.config.workers)
 
     # -------------------------------------------------------------------------------------- epochs
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
@@ -553,7 +566,7 @@ class Trainer:
         losses: list[torch.Tensor] = []  # on the device: no host synchronisation per iteration
         clock = EpochClock(self.device)
         clock.start()  # before the loader starts its workers: their start-up is data wait too
-        bar = tqdm(self._loader(self.train_set, c.batch_size), total=c.iterations_per_epoch,
+        bar = tqdm(self._loader(self.train_set, c.batch_size, epoch), total=c.iterations_per_epoch,
                    desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.progress, leave=False)
         for iteration, (image, label) in enumerate(bar):
             clock.batch_arrived()
@@ -616,7 +629,7 @@ class Trainer:
         self.val_set.set_epoch(0)
         counts = torch.zeros(3, len(REGION_ORDER), dtype=torch.float64)
         total, n = 0.0, 0
-        for image, label in self._loader(self.val_set, c.batch_size):
+        for image, label in self._loader(self.val_set, c.batch_size, 0):
             image = image.to(self.device)
             label = label.to(self.device)
             if self.channels_last:
@@ -698,6 +711,13 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "config.json", json.dumps(c.to_dict(), indent=1))
         start_epoch, history, best = self._resume()
+        try:
+            return self._epochs(start_epoch, history, best)
+        finally:
+            self.close_loaders()
+
+    def _epochs(self, start_epoch: int, history: list, best: float) -> list[dict[str, Any]]:
+        c = self.config
         started = time.perf_counter()
         for epoch in range(start_epoch, c.epochs):
             t0 = time.perf_counter()

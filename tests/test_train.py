@@ -86,6 +86,22 @@ def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
     assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
 
 
+@pytest.mark.slow
+def test_persistent_loader_workers_train_exactly_as_the_main_process(dataset, tmp_path):
+    # workers started once per run (EpochSampler carries the epoch): the same patches, so the same weights, as
+    # loading in the main process; and the workers are stopped when the run ends
+    import multiprocessing
+
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    tr.train(_config(dataset, serial, epochs=3), progress=False)
+    trainer = tr.Trainer(_config(dataset, parallel, epochs=3, workers=2), progress=False)
+    trainer.run()
+    a, b = _weights(serial), _weights(parallel)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert trainer._loaders == {}
+    assert not multiprocessing.active_children()
+
+
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
     run = tmp_path / "run"
     tr.train(_config(dataset, run, epochs=2, time_limit_minutes=0.0), progress=False)  # stops after epoch 1
