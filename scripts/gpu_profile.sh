@@ -3,6 +3,7 @@
 #
 #   bash scripts/gpu_profile.sh [OUT_DIR]                       # on the GPU machine (OUT_DIR default: $OUT)
 #   BUDGET=300 bash scripts/gpu_profile.sh "$OUT"               # a shorter budget (seconds, whole script)
+#   BUDGET=200 bash scripts/gpu_profile.sh "$OUT" --only env synth preprocess train:unet3d:ours   # some parts
 #   DRY_RUN=1 PYTHON=.venv/bin/python bash scripts/gpu_profile.sh /tmp/gpu_profile_dry   # tiny, on the CPU
 #
 # Runs benchmarks/gpu_profile.py (its docstring lists the parts): synthetic 1 mm data made on the spot,
@@ -31,4 +32,4 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
   | tee -a "$OUT_DIR/gpu_profile.log"
-exec $PY benchmarks/gpu_profile.py --out "$OUT_DIR" --budget "${BUDGET:-360}" ${DRY_RUN:+--dry-run}
+exec $PY benchmarks/gpu_profile.py --out "$OUT_DIR" --budget "${BUDGET:-360}" ${DRY_RUN:+--dry-run} "${@:2}"  # e.g. --only env synth preprocess train:unet3d:ours
