@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.brats-lab-installed
 ASSETS_STAMP := book/_static/vendor/.versions
 DATA_DIR ?= data/synthetic
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 PORT ?= 8866
 
 .PHONY: venv assets chromium data notebooks book demo study test app clean distclean help

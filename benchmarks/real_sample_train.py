@@ -7,6 +7,15 @@ original grids and prints their Dice per region (whole-region Dice and the offic
 
     python benchmarks/real_sample_train.py --minutes 30 --run-dir runs/real-sample/resunet3d
 
+``--cv K`` instead measures the recipe by patient-level K-fold cross-validation over every real case
+(:mod:`brats_lib.crossval`: the two releases' copies of a patient are one patient; each fold trains for
+``--minutes``, predicts its validation cases raw on their original grids, and the official lesion-wise scorer
+scores them) with each post-processing variant, the tuned ones cross-fitted (tuned on the other folds'
+predictions), and prints per-fold and mean figures with n:
+
+    python benchmarks/real_sample_train.py --cv 3 --minutes 4 --cv-dir runs/real-cv/baseline
+
+A cross-validation directory whose folds are done is only re-scored (so the scoring can be re-run alone).
 The real cases are read in place and never copied; the cache goes to ``--cache-dir``.
 """
 
@@ -32,6 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 #: Held-out patients: not duplicated across the two releases (00000 and 00002 are in both).
 HELD_OUT = ("BraTS2021_00006", "BraTS2021_00031")
+#: Post-processing variants scored by --cv: name → whether the rules beyond the size thresholds are tuned
+#: (``none``: the raw predictions).
+CV_VARIANTS = {"none": None, "size": False, "rules": True}
 
 
 def main() -> None:
@@ -48,11 +60,26 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-tta", action="store_true")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold patient-level cross-validation")
+    parser.add_argument("--cv-dir", default=None, help="cross-validation directory (default runs/real-cv/k<K>)")
+    parser.add_argument("--seed", type=int, default=0, help="fold assignment seed (--cv)")
+    parser.add_argument("--val-patches", type=int, default=8, help="validation patches per epoch")
+    parser.add_argument("--variants", default="none,size,rules",
+                        help="post-processing variants scored with --cv (none, size, rules)")
+    parser.add_argument("--augment", default="default", help="training augmentation: default, strong or none")
+    parser.add_argument("--postprocess-from", default=None, metavar="CV_DIR",
+                        help="tune postprocess.json (thresholds + rules) on the out-of-fold predictions of a "
+                             "finished --cv directory and save it with the run")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise SystemExit(f"{data_dir}: real sample cases not found (../shared is absent)")
+    if args.cv:
+        return cross_validate(args, data_dir)
     cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
     held = [c for c in cases if c.case_id in HELD_OUT]
     train_ids = [c.case_id for c in cases if c.case_id not in HELD_OUT]
@@ -63,13 +90,8 @@ def main() -> None:
 
     # epochs large enough that the time budget, not the epoch count, ends the run (the poly schedule then
     # decays over the budget's estimated length only approximately)
-    config = TrainConfig(
-        data_dir=str(data_dir), cache_dir=args.cache_dir, run_dir=args.run_dir, splits_file=str(splits_file),
-        model={"name": "resunet3d", "features_per_stage": [int(f) for f in args.features.split(",")]},
-        patch_size=args.patch, batch_size=args.batch, epochs=1000, iterations_per_epoch=args.iterations,
-        val_patches=8, device=args.device, workers=args.workers, time_limit_minutes=args.minutes,
-        preprocess={"downsample": args.downsample},
-    )
+    config = TrainConfig(data_dir=str(data_dir), run_dir=args.run_dir, splits_file=str(splits_file),
+                         **train_config(args))
     start = time.perf_counter()
     history = train(config)
     minutes = (time.perf_counter() - start) / 60
@@ -99,6 +121,87 @@ def main() -> None:
                "dice": table.groupby("region", sort=False)["dice"].mean().to_dict(),
                "lesionwise_dice": table.groupby("region", sort=False)["lesionwise_dice"].mean().to_dict()}
     (Path(args.run_dir) / "held_out_dice.json").write_text(json.dumps(summary, indent=1))
+    if args.postprocess_from:
+        # after the held-out scoring (which stays without post-processing): the CV's out-of-fold predictions
+        # include the held-out patients
+        save_crossval_postprocessing(Path(args.postprocess_from), data_dir, Path(args.run_dir))
+
+
+def train_config(args) -> dict:
+    """The recipe's TrainConfig fields (data_dir, run_dir and splits_file are set per run)."""
+    return dict(
+        cache_dir=args.cache_dir,
+        model={"name": "resunet3d", "features_per_stage": [int(f) for f in args.features.split(",")]},
+        patch_size=args.patch, batch_size=args.batch, epochs=1000, iterations_per_epoch=args.iterations,
+        val_patches=args.val_patches, device=args.device, workers=args.workers, time_limit_minutes=args.minutes,
+        preprocess={"downsample": args.downsample},
+        augment=False if args.augment == "none" else args.augment,
+    )
+
+
+def save_crossval_postprocessing(cv_dir: Path, data_dir: Path, run_dir: Path) -> None:
+    """Tune the post-processing (thresholds + rules) on every out-of-fold prediction of ``cv_dir`` and save it
+    as ``run_dir/postprocess.json``, which ``brats predict --run`` applies."""
+    from brats_lib import crossval
+    from brats_lib.postprocess_tuning import save_postprocessing, tune_postprocess
+
+    preds, truths, spacings, _, _ = crossval.load_fold_predictions(cv_dir, data_dir)
+    ids = sorted(preds)
+    record, table = tune_postprocess([preds[c] for c in ids], [truths[c] for c in ids],
+                                     [spacings[c] for c in ids], return_table=True)
+    path = save_postprocessing(run_dir, record["min_component_voxels"], table, rules=record["rules"])
+    print(f"{path}: tuned on the {len(ids)} out-of-fold predictions of {cv_dir}: {record}")
+
+
+def cross_validate(args, data_dir: Path) -> None:
+    from brats_lib import crossval
+
+    cv_dir = Path(args.cv_dir or f"runs/real-cv/k{args.cv}")
+    start = time.perf_counter()
+    folds = crossval.run_folds(data_dir, cv_dir, args.cv, train_config(args), seed=args.seed,
+                               tta=not args.no_tta, device=args.device)
+    print(f"folds done in {(time.perf_counter() - start) / 60:.1f} min; "
+          f"{sum(len(f['patients']) for f in folds)} patients, {sum(len(f['val']) for f in folds)} cases")
+    from brats_lib.inference import postprocess_label
+    from brats_lib.postprocess_tuning import tune_postprocess
+
+    preds, truths, spacings, fold_of, patient = crossval.load_fold_predictions(cv_dir, data_dir)
+    variants, settings = {}, {}
+    cache: dict = {}  # lesion-wise scores of (truth, post-processed map) pairs, shared by folds and variants
+    for name in args.variants.split(","):
+        if name not in CV_VARIANTS:
+            raise SystemExit(f"--variants: unknown variant {name!r}; expected some of {list(CV_VARIANTS)}")
+        t0 = time.perf_counter()
+        if name == "none":
+            variants[name] = preds
+            continue
+        variants[name], chosen = crossval.crossfit_postprocessing(
+            preds, truths, spacings, fold_of,
+            tune=lambda p, g, s, name=name: tune_postprocess(p, g, s, rules=CV_VARIANTS[name], cache=cache),
+            apply=lambda label, spec, spacing: postprocess_label(label, spec, spacing))
+        settings[name] = {str(f): v for f, v in chosen.items()}
+        print(f"{name}: tuned cross-fitted in {(time.perf_counter() - t0) / 60:.1f} min: {settings[name]}")
+    scores = crossval.score_variants(variants, truths, spacings, fold_of, patient)
+    summary = crossval.aggregate(scores)
+    crossval.write_table(scores, cv_dir / crossval.SCORES_FILE)
+    crossval.write_table(summary, cv_dir / crossval.SUMMARY_FILE)
+    (cv_dir / "postprocess_crossfit.json").write_text(json.dumps(settings, indent=1))
+    if "rules" in settings:  # each fold's run keeps the post-processing its predictions were scored with
+        from brats_lib.postprocess_tuning import save_postprocessing
+
+        for fold, spec in settings["rules"].items():
+            save_postprocessing(crossval.run_dir_of(cv_dir, int(fold)), spec["min_component_voxels"],
+                                rules=spec["rules"])
+    train_meta = [json.loads((cv_dir / f"fold{i}" / "train_summary.json").read_text())
+                  for i in range(len(folds)) if (cv_dir / f"fold{i}" / "train_summary.json").exists()]
+    print("training per fold:", ", ".join(f"{m['iterations']} it / {m['train_minutes']:.1f} min"
+                                          for m in train_meta))
+    for metric in ("lesionwise_dice", "legacy_dice", "num_fp"):
+        table = summary.pivot_table(index=["variant", "fold"], columns="region", values=metric, sort=False)
+        print(f"\n{metric} (fold 'all': mean over patients, a patient once):")
+        print(table[list(REGION_ORDER)].round(3).to_string())
+    n = summary[summary.fold == "all"].iloc[0]
+    print(f"\nn = {int(n.n_patients)} patients, {int(n.n_cases)} cases")
 
 
 if __name__ == "__main__":

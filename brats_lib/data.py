@@ -266,9 +266,11 @@ class PatchDataset(Dataset):
             coords = files.coords[k]
         return coords[int(rng.integers(len(coords)))].astype(np.int64)
 
-    def sample_window(self, index: int) -> tuple[int, tuple[int, int, int], bool]:
-        """``(case index, window start (3 ints, may be negative), tumour-centred?)`` of sample ``index``."""
-        rng = np.random.default_rng((self.seed, self.epoch, int(index)))
+    def sample_window(self, index: int, epoch: int | None = None) -> tuple[int, tuple[int, int, int], bool]:
+        """``(case index, window start (3 ints, may be negative), tumour-centred?)`` of sample ``index`` of
+        ``epoch`` (default: the epoch of :meth:`set_epoch`)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        rng = np.random.default_rng((self.seed, epoch, int(index)))
         case = int(rng.integers(len(self.case_ids)))
         shape, size = self.shapes[case], self.patch_size
         ranges = [patch_start_range(d, p) for d, p in zip(shape, size)]
@@ -281,14 +283,39 @@ class PatchDataset(Dataset):
             start = [int(np.clip(c - p // 2, lo, hi)) for c, p, (lo, hi) in zip(centre, size, ranges)]
         return case, tuple(start), centre is not None  # type: ignore[return-value]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``index`` of the current epoch, or ``(epoch, index)`` (from :class:`EpochSampler`)."""
+        epoch, index = index if isinstance(index, tuple) else (None, index)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        case, start, _ = self.sample_window(index)
+        case, start, _ = self.sample_window(index, epoch)
         files = self._files(case)
         image = read_window(files.image, start, self.patch_size).astype(np.float32)
         label = read_window(files.label, start, self.patch_size).astype(np.int64)
         return torch.from_numpy(image), torch.from_numpy(label)
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Indices ``(epoch, i)`` for ``i`` in ``indices``, with the epoch set in the main process.
+
+    The epoch travels with each index, so a loader with *persistent* workers (started once, not once per epoch)
+    still draws each epoch's own patches: :class:`PatchDataset` sample ``(e, i)`` depends on ``(seed, e, i)``
+    only, whichever worker loads it.
+    """
+
+    def __init__(self, indices: Iterable[int]):
+        self.indices = [int(i) for i in indices]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self.indices])
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def _worker_init(_: int) -> None:
@@ -296,7 +323,8 @@ def _worker_init(_: int) -> None:
 
 
 def make_loader(dataset: Dataset, batch_size: int = 2, workers: int | None = None,
-                pin_memory: bool | None = None, prefetch_factor: int = 2) -> DataLoader:
+                pin_memory: bool | None = None, prefetch_factor: int = 2,
+                sampler: EpochSampler | None = None) -> DataLoader:
     """A ``DataLoader`` over a :class:`PatchDataset` (or any map-style dataset).
 
     Args:
@@ -305,6 +333,9 @@ def make_loader(dataset: Dataset, batch_size: int = 2, workers: int | None = Non
         workers: loader processes (default ``min(4, cpu_count - 1)``, 0 loads in the main process).
         pin_memory: default: when CUDA is available.
         prefetch_factor: batches prefetched per worker.
+        sampler: an :class:`EpochSampler`: the workers are then persistent (started once; set the sampler's
+            epoch before each epoch); without one they are re-created at each iteration over the loader and see
+            the dataset's current epoch.
     """
     if workers is None:
         workers = max(0, min(4, (os.cpu_count() or 1) - 1))
@@ -312,7 +343,7 @@ def make_loader(dataset: Dataset, batch_size: int = 2, workers: int | None = Non
         pin_memory = torch.cuda.is_available()
     kwargs: dict[str, Any] = {}
     if workers > 0:
-        # not persistent: workers are re-created each epoch and so see the dataset's current epoch
-        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=prefetch_factor)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=prefetch_factor,
+                      persistent_workers=sampler is not None)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, sampler=sampler,
                       pin_memory=pin_memory, drop_last=False, **kwargs)

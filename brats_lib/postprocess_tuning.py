@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ._atomic import write_text_atomic
-from .inference.postprocess import (POSTPROCESS_FILE, REGION_PROCESSING_ORDER, THRESHOLDS_KEY, check_thresholds,
+from .inference.postprocess import (POSTPROCESS_FILE, REGION_PROCESSING_ORDER, RULE_DEFAULTS, RULES_KEY,
+                                    THRESHOLDS_KEY, check_rules, check_thresholds, postprocess_label,
                                     remove_small_components)
 from .io import load_label
 from .labels import REGION_ORDER
@@ -32,6 +33,15 @@ from .labels import REGION_ORDER
 #: Default search grid (voxels on the original 1 mm grid).
 DEFAULT_CANDIDATES: Mapping[str, Sequence[int]] = {
     "WT": (0, 25, 50, 100), "TC": (0, 25, 50, 100), "ET": (0, 25, 50, 100), "RC": (0, 25, 50, 100),
+}
+
+#: Default search grid of the rules of :func:`brats_lib.inference.postprocess.apply_rules`, each tried in
+#: this order after the thresholds; the first value of each is its "off" value.
+DEFAULT_RULE_CANDIDATES: Mapping[str, Sequence] = {
+    "wt_min_fraction": (0.0, 0.05, 0.1, 0.25, 0.5, 1.0),
+    "wt_max_gap_mm": (None, 40.0, 20.0, 10.0),
+    "core_in_main_wt": (False, True),
+    "et_min_total_voxels": (0, 100, 300),
 }
 
 #: The per-region column of :func:`brats_lib.metrics.lesion_wise_results` that is maximised.
@@ -134,14 +144,105 @@ def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Seque
     return chosen
 
 
-def save_postprocessing(run_dir: str | Path, thresholds: Mapping[str, int], table: pd.DataFrame | None = None
-                        ) -> Path:
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).digest()
+
+
+def tune_postprocess(predictions: Sequence[ArrayOrPath], ground_truths: Sequence[ArrayOrPath],
+                     spacing=(1.0, 1.0, 1.0), rules: bool = True,
+                     candidates: Mapping[str, Sequence[int]] | None = None,
+                     rule_candidates: Mapping[str, Sequence] | None = None,
+                     score_regions: Sequence[str] = REGION_ORDER, cache: dict | None = None,
+                     return_table: bool = False):
+    """Tune the size thresholds and (with ``rules``) the component rules by the mean lesion-wise Dice.
+
+    A coordinate-wise search like :func:`tune_postprocessing`: the thresholds region by region, then each rule
+    in the order of ``rule_candidates`` with every earlier choice in force, keeping the candidate with the
+    highest mean lesion-wise Dice over cases and ``score_regions``; ties go to the candidate listed first among
+    the rules (their "off" value comes first) and to the smallest threshold.
+
+    Args:
+        predictions, ground_truths, spacing, candidates, score_regions: as :func:`tune_postprocessing`.
+        rules: also tune the rules (``False``: thresholds only, the rules stay off).
+        rule_candidates: rule → values to try (default :data:`DEFAULT_RULE_CANDIDATES`).
+        cache: a dict shared between calls (e.g. across cross-validation folds) that memoises the score of a
+            (ground truth, post-processed map) pair; scoring is the expensive part.
+        return_table: also return the table of every tried candidate.
+    Returns:
+        the post-processing record ``{"min_component_voxels": {...}, "rules": {...}}`` (what
+        :func:`brats_lib.inference.postprocess.postprocess_label` applies and :func:`save_postprocessing`
+        stores); with ``return_table`` a tuple of it and a DataFrame with columns ``step`` (region or rule),
+        ``value``, ``score`` and ``chosen``.
+    """
+    if len(predictions) != len(ground_truths) or not predictions:
+        raise ValueError(f"need as many ground truths as predictions (≥ 1), got {len(predictions)} and "
+                         f"{len(ground_truths)}")
+    candidates = dict(DEFAULT_CANDIDATES if candidates is None else candidates)
+    for region, values in candidates.items():
+        check_thresholds({region: v for v in values})
+    rule_candidates = dict(DEFAULT_RULE_CANDIDATES if rule_candidates is None else rule_candidates) if rules else {}
+    for name, values in rule_candidates.items():
+        for v in values:
+            check_rules({name: v})
+    preds = [_as_label(p) for p in predictions]
+    gts = [_as_label(g) for g in ground_truths]
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        if p.shape != g.shape:
+            raise ValueError(f"case {i}: prediction shape {p.shape} differs from ground truth {g.shape}")
+    spacings = _spacings(spacing, len(preds))
+    gt_keys = [_digest(g) + repr(sp).encode() for g, sp in zip(gts, spacings)]
+    cache = {} if cache is None else cache
+    regions = tuple(score_regions)
+
+    def mean_score(spec: dict) -> float:
+        values = []
+        for pred, gt, sp, gt_key in zip(preds, gts, spacings, gt_keys):
+            processed = postprocess_label(pred, spec, sp)
+            key = (gt_key, _digest(processed), regions)
+            if key not in cache:
+                scores = region_scores(processed, gt, sp)
+                cache[key] = float(np.mean([scores[r] for r in regions]))
+            values.append(cache[key])
+        return float(np.mean(values))
+
+    thresholds: dict[str, int] = {}
+    chosen_rules: dict = {}
+    rows = []
+    steps = [("threshold", r, sorted(set(int(t) for t in candidates[r]) | {0}))
+             for r in REGION_PROCESSING_ORDER if r in candidates]
+    steps += [("rule", name, list(dict.fromkeys([RULE_DEFAULTS[name], *values])))
+              for name, values in rule_candidates.items()]
+    for kind, name, values in steps:
+        tried = []
+        for value in values:
+            if kind == "threshold":
+                spec = {THRESHOLDS_KEY: {**thresholds, name: value}, RULES_KEY: chosen_rules}
+            else:
+                spec = {THRESHOLDS_KEY: thresholds, RULES_KEY: {**chosen_rules, name: value}}
+            tried.append((value, mean_score(spec)))
+        best_score = max(score for _, score in tried)
+        best = next(v for v, score in tried if score == best_score)  # first listed: off / smallest
+        if kind == "threshold":
+            thresholds[name] = best
+        else:
+            chosen_rules[name] = best
+        rows += [{"step": name, "value": v, "score": sc, "chosen": v == best} for v, sc in tried]
+    record = {THRESHOLDS_KEY: thresholds, RULES_KEY: check_rules(chosen_rules)}
+    if return_table:
+        return record, pd.DataFrame(rows, columns=["step", "value", "score", "chosen"])
+    return record
+
+
+def save_postprocessing(run_dir: str | Path, thresholds: Mapping[str, int], table: pd.DataFrame | None = None,
+                        rules: Mapping | None = None) -> Path:
     """Write ``run_dir/postprocess.json`` atomically; :func:`brats_lib.inference.predict_case` applies it.
 
     Args:
         run_dir: the run directory (created if missing).
         thresholds: region → minimum component voxels (e.g. from :func:`tune_postprocessing`).
         table: optional tuning table, stored alongside for the record.
+        rules: optional component rules (:func:`brats_lib.inference.postprocess.apply_rules`, e.g. the
+            ``"rules"`` of :func:`tune_postprocess`), applied after the thresholds.
     Returns:
         the written path.
     """
@@ -152,6 +253,9 @@ def save_postprocessing(run_dir: str | Path, thresholds: Mapping[str, int], tabl
                 "tumour label (TC, NETC, ET, SNFH); see brats_lib.inference.postprocess",
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if rules is not None:
+        record[RULES_KEY] = check_rules(rules)
+        record["rule"] += "; then the component rules (brats_lib.inference.postprocess.apply_rules)"
     if table is not None:
         record["tuning"] = table.to_dict(orient="records")
     path = Path(run_dir) / POSTPROCESS_FILE

@@ -6,7 +6,12 @@ A run directory holds::
     metrics.csv    one row per epoch: epoch, train_loss, val_loss, train_dice_<region> (the augmented training
                    patches, as predicted during the epoch), val_dice_<WT|TC|ET|NETC|SNFH|RC>, lr, seconds, and
                    grad_norm_stage<1…n>: the L2 norm of the gradient of each encoder stage's parameters (before
-                   clipping), the mean of the samples taken every ``grad_norm_every`` iterations
+                   clipping), the mean of the samples taken every ``grad_norm_every`` iterations; and where the
+                   training loop's time went (:mod:`brats_lib.profiling`): busy_share (the share of the loop's
+                   wall time the accelerator was busy with the steps, in [0, 1]), data_wait_seconds (waiting
+                   for the loader; loader_start_seconds of it for the first batch, while the workers start),
+                   train_loop_seconds, samples_per_s, tflops (the network's forward and
+                   backward FLOPs per wall second) and, on a GPU of known bf16 peak, tflops_peak_share
     metrics.json   the same rows as JSON
     last.pt        the latest epoch: model, optimiser, scheduler, epoch, RNG states, config, history
     best.pt        the epoch with the best mean validation Dice over WT, TC and ET
@@ -52,8 +57,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ._atomic import atomic_path, write_text_atomic
-from .augment import default_pipeline
-from .data import PatchDataset, load_splits, make_loader, make_splits, save_splits
+from .augment import PIPELINES
+from .data import EpochSampler, PatchDataset, load_splits, make_loader, make_splits, save_splits
 from .device import resolve_device
 from .errors import BratsConfigError, BratsUserError
 from .io import discover_cases
@@ -61,6 +66,7 @@ from .labels import REGION_ORDER, REGIONS
 from .losses import LOSSES, build_loss, set_dice_reduction
 from .models import OUTPUT_MODES, build_model, decode_logits
 from .preprocess import PreprocessConfig, preprocess_dataset
+from .profiling import EpochClock, bf16_peak_tflops, train_step_flops
 from .progress import tqdm
 from .progress import write as log_line
 
@@ -72,6 +78,10 @@ SELECTION_REGIONS = ("WT", "TC", "ET")
 #: Config keys a resumed run may change freely: where things are and how they run, not what is trained.
 RESUME_FREE_KEYS = frozenset({"data_dir", "cache_dir", "run_dir", "device", "workers", "time_limit_minutes",
                               "compile"})
+
+#: metrics.csv columns that time the run (they differ between two otherwise identical runs).
+TIMING_COLUMNS = ("seconds", "busy_share", "data_wait_seconds", "loader_start_seconds", "train_loop_seconds",
+                  "samples_per_s", "tflops", "tflops_peak_share")
 
 #: The training loss is checked for NaN/inf every this many iterations (and at each epoch's end), so that
 #: the loop does not wait for the device on every iteration.
@@ -108,12 +118,12 @@ class TrainConfig:
     weight_decay: float = 3e-5
     schedule: str = "poly"  # or "cosine"
     grad_clip: float = 12.0
-    augment: bool = True
+    augment: bool | str = True  # True = "default", False = none, or a name of brats_lib.augment.PIPELINES
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU (float32)
     channels_last: bool = True  # channels_last_3d on CUDA
-    compile: bool = False
+    compile: bool | str = "auto"  # torch.compile: "auto" = on CUDA (about 2.5x faster steps there), true, false
     workers: int = 2
     time_limit_minutes: float | None = None  # stop after the epoch that crosses it
     grad_norm_every: int = 10  # sample the encoder stages' gradient norms every k iterations (0: never)
@@ -162,9 +172,13 @@ class TrainConfig:
                 raise bad(key, "a non-negative number")
         if not is_number(self.oversample_foreground) or not 0 <= self.oversample_foreground <= 1:
             raise bad("oversample_foreground", "a number in [0, 1]")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise bad("compile", 'true, false or "auto" (compile on CUDA only)')
         if self.time_limit_minutes is not None and (not is_number(self.time_limit_minutes)
                                                     or self.time_limit_minutes < 0):
             raise bad("time_limit_minutes", "null or a non-negative number")
+        if not isinstance(self.augment, bool) and self.augment not in PIPELINES:
+            raise bad("augment", f"true, false or one of {sorted(PIPELINES)}")
         for key, choices in (("output_mode", OUTPUT_MODES), ("loss", tuple(LOSSES)),
                              ("optimizer", ("adamw", "sgd")), ("schedule", ("poly", "cosine"))):
             if getattr(self, key) not in choices:
@@ -437,12 +451,14 @@ class Trainer:
         self.device = resolve_device(config.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: cuDNN times its algorithms once, keeps the best
         self.dist = _Dist(self.device)
         self.progress = progress and self.dist.main
         self.run_dir = Path(config.run_dir)
         self.cuda = self.device.type == "cuda"
         self.amp = config.amp and self.cuda
         self.channels_last = config.channels_last and self.cuda
+        self._loaders: dict[int, tuple] = {}  # id(dataset) -> (DataLoader, EpochSampler), see _loader
 
     # -------------------------------------------------------------------------------------- set-up
     def _build(self, splits: Mapping[str, list[str]]) -> None:
@@ -461,8 +477,28 @@ class Trainer:
         if self.dist.enabled:
             self.forward_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.cuda else None)
-        if c.compile:
-            self.forward_model = torch.compile(self.forward_model)
+        self.eager_forward_model = self.forward_model
+        self.compile_pending = False  # compiled, and no step has run through the compiled model yet
+        if c.compile is True or (c.compile == "auto" and self.cuda):
+            try:
+                self.forward_model = torch.compile(self.forward_model)
+                self.compile_pending = True
+            except Exception as exc:  # noqa: BLE001 - any compiler fault: train uncompiled, said in one line
+                self._compile_failed(exc)
+        patch = (c.patch_size,) * 3
+        try:  # a measurement beside the training: its failure must not stop the run
+            self.flops_per_sample: float | None = train_step_flops(self.model, patch, in_channels=4)
+        except Exception as exc:  # noqa: BLE001
+            self.flops_per_sample = None
+            print(f"FLOPs of model {c.model} not counted ({type(exc).__name__}: {exc}); metrics.csv gets no tflops",
+                  file=sys.stderr)
+        self.peak_tflops = None
+        if self.cuda and self.amp:
+            name = torch.cuda.get_device_name(self.device)
+            self.peak_tflops = bf16_peak_tflops(name)
+            if self.peak_tflops is None and self.dist.main:
+                print(f"bf16 peak of {name!r} unknown (brats_lib.profiling.BF16_DENSE_PEAK_TFLOPS): metrics.csv "
+                      "gets tflops but no tflops_peak_share", file=sys.stderr)
         if not splits.get("train"):
             raise ValueError("the split has no training case")
         val_ids = splits.get("val") or splits["train"][:1]
@@ -471,17 +507,55 @@ class Trainer:
                                       seed=c.seed)
         self.val_set = PatchDataset(c.cache_dir, val_ids, c.patch_size, oversample_foreground=0.5,
                                     samples_per_epoch=c.val_patches, seed=c.seed + 1)
-        self.augment = default_pipeline((c.patch_size,) * 3) if c.augment else None
+        name = "default" if c.augment is True else c.augment
+        self.augment = PIPELINES[name]((c.patch_size,) * 3) if name else None
 
-    def _loader(self, dataset: PatchDataset, batch_size: int):
-        # Collect dead loader iterators before new workers fork: a worker that inherits one in an
-        # uncollected reference cycle runs its __del__ and prints "can only test a child process" noise
-        # (seen in notebooks, where tqdm's widgets keep such cycles alive).
+    def _compile_failed(self, exc: BaseException) -> None:
+        """Go on with the uncompiled network, saying so in one line."""
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(f"torch.compile failed ({type(exc).__name__}: {first}); training without compilation "
+              "(set compile: false to skip the attempt)", file=sys.stderr)
+        self.forward_model = self.eager_forward_model
+        self.compile_pending = False
+
+    def _forward_backward(self, image: torch.Tensor, label: torch.Tensor):
+        """(output, loss) of the network on a batch, with the gradients accumulated; the first call through a
+        compiled network that fails (compilation happens there) falls back to the uncompiled one."""
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                output = self.forward_model(image)
+            loss = self.loss_fn(output, label)
+            loss.backward()
+        except Exception as exc:  # noqa: BLE001 - only the compiler's first run is retried; the rest re-raise
+            if not self.compile_pending:
+                raise
+            self._compile_failed(exc)
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._forward_backward(image, label)
+        self.compile_pending = False
+        return output, loss
+
+    def _loader(self, dataset: PatchDataset, batch_size: int, epoch: int):
+        """The dataset's loader for ``epoch``: made once per run, its workers persistent (their start-up is paid
+        once, not every epoch); this rank's share of the indices under DDP."""
+        key = id(dataset)
+        if key not in self._loaders:
+            # Collect dead loader iterators before new workers fork: a worker that inherits one in an
+            # uncollected reference cycle runs its __del__ and prints "can only test a child process" noise
+            # (seen in notebooks, where tqdm's widgets keep such cycles alive).
+            gc.collect()
+            sampler = EpochSampler(range(self.dist.rank, len(dataset), self.dist.world) if self.dist.enabled
+                                   else range(len(dataset)))
+            self._loaders[key] = (make_loader(dataset, batch_size, workers=self.config.workers, sampler=sampler),
+                                  sampler)
+        loader, sampler = self._loaders[key]
+        sampler.set_epoch(epoch)
+        return loader
+
+    def close_loaders(self) -> None:
+        """Stop the persistent loader workers (done at the end of :meth:`run`)."""
+        self._loaders.clear()
         gc.collect()
-        if not self.dist.enabled:
-            return make_loader(dataset, batch_size, workers=self.config.workers)
-        indices = list(range(self.dist.rank, len(dataset), self.dist.world))
-        return make_loader(torch.utils.data.Subset(dataset, indices), batch_size, workers=self.config.workers)
 
     # -------------------------------------------------------------------------------------- epochs
     def _train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
@@ -493,9 +567,13 @@ class Trainer:
         dice_counts = torch.zeros(3, len(REGION_ORDER), dtype=torch.float64, device=self.device)
         grad_sum, grad_samples = None, 0
         losses: list[torch.Tensor] = []  # on the device: no host synchronisation per iteration
-        bar = tqdm(self._loader(self.train_set, c.batch_size), total=c.iterations_per_epoch,
+        clock = EpochClock(self.device)
+        clock.start()  # before the loader starts its workers: their start-up is data wait too
+        bar = tqdm(self._loader(self.train_set, c.batch_size, epoch), total=c.iterations_per_epoch,
                    desc=f"epoch {epoch + 1}/{c.epochs}", disable=not self.progress, leave=False)
         for iteration, (image, label) in enumerate(bar):
+            clock.batch_arrived()
+            samples = image.shape[0]
             image = image.to(self.device, non_blocking=True)
             label = label.to(self.device, non_blocking=True)
             if self.augment is not None:
@@ -503,10 +581,7 @@ class Trainer:
             if self.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last_3d)
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                output = self.forward_model(image)
-            loss = self.loss_fn(output, label)
-            loss.backward()
+            output, loss = self._forward_backward(image, label)
             with torch.no_grad():
                 logits = output[0] if isinstance(output, (list, tuple)) else output
                 dice_counts += region_dice_counts(decode_logits(logits.detach(), c.output_mode), label, True)
@@ -523,9 +598,14 @@ class Trainer:
             if (iteration + 1) % FINITE_CHECK_EVERY == 0:
                 self._check_finite(losses, epoch)
                 bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
+            clock.step_done(samples)
+        timing = clock.finish(self.flops_per_sample, self.peak_tflops)
         self._check_finite(losses, epoch)
         dice = dice_from_counts(self.dist.sum_(dice_counts).cpu())
         extra = {f"train_dice_{r}": dice[r] for r in REGION_ORDER}
+        # shares and seconds: the mean over ranks; rates: the sum
+        extra.update({k: self.dist.mean(v) * (self.dist.world if k in ("samples_per_s", "tflops") else 1)
+                      for k, v in timing.items()})
         if grad_sum is not None:  # identical on every rank: DDP averages the gradients before this point
             extra.update({f"grad_norm_stage{i + 1}": v for i, v in enumerate((grad_sum / grad_samples).tolist())})
         mean_loss = float(torch.stack(losses).sum()) / len(losses) if losses else 0.0
@@ -552,7 +632,7 @@ class Trainer:
         self.val_set.set_epoch(0)
         counts = torch.zeros(3, len(REGION_ORDER), dtype=torch.float64)
         total, n = 0.0, 0
-        for image, label in self._loader(self.val_set, c.batch_size):
+        for image, label in self._loader(self.val_set, c.batch_size, 0):
             image = image.to(self.device)
             label = label.to(self.device)
             if self.channels_last:
@@ -634,16 +714,25 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.run_dir / "config.json", json.dumps(c.to_dict(), indent=1))
         start_epoch, history, best = self._resume()
+        try:
+            return self._epochs(start_epoch, history, best)
+        finally:
+            self.close_loaders()
+
+    def _epochs(self, start_epoch: int, history: list, best: float) -> list[dict[str, Any]]:
+        c = self.config
         started = time.perf_counter()
         for epoch in range(start_epoch, c.epochs):
             t0 = time.perf_counter()
             train_loss, train_extra = self._train_epoch(epoch)
             val_loss, dice = self.validate()
             grad_norms = {k: v for k, v in train_extra.items() if k.startswith("grad_norm_")}
+            timing = {k: train_extra[k] for k in TIMING_COLUMNS if k in train_extra}
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                    **{f"train_dice_{r}": train_extra[f"train_dice_{r}"] for r in REGION_ORDER},
                    **{f"val_dice_{r}": dice[r] for r in REGION_ORDER},
-                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, **grad_norms}
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, **grad_norms,
+                   **timing}
             history.append(row)
             score = float(np.nanmean([dice[r] for r in SELECTION_REGIONS]))
             improved = math.isfinite(score) and score > best
@@ -656,7 +745,8 @@ class Trainer:
                 save_checkpoint(self.run_dir / "last.pt", payload)
                 if self.progress:
                     log_line(f"epoch {epoch + 1}: train {train_loss:.4f} val {val_loss:.4f} " +
-                             " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER))
+                             " ".join(f"{r} {dice[r]:.3f}" for r in REGION_ORDER) +
+                             f" | busy {timing['busy_share']:.0%}, {timing['samples_per_s']:.1f} samples/s")
             if c.time_limit_minutes is not None and time.perf_counter() - started > 60 * c.time_limit_minutes:
                 break
         return history

@@ -355,3 +355,23 @@ def test_gamma_keeps_mean_and_std_of_a_large_low_contrast_volume():
     assert (out.double() - ref).abs().max().item() < 1e-4
     assert out.double().mean().item() == pytest.approx(x.double().mean().item(), abs=1e-5)
     assert out.double().std().item() == pytest.approx(x.double().std().item(), rel=1e-4)
+
+
+def test_strong_intensity_pipeline_applies_intensity_transforms_more_often_per_channel():
+    from brats_lib.augment import PIPELINES, strong_intensity_pipeline
+
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    strong = strong_intensity_pipeline(None).sample(n, g)
+    default = default_pipeline(None).sample(n, g)
+    # brightness (index 3): sample chosen with p, then each of 4 channels with p_per_channel
+    strong_any = (strong.items[3].factor != 1).any(1).float().mean().item()
+    default_any = (default.items[3].factor != 1).any(1).float().mean().item()
+    assert abs(strong_any - 0.5 * (1 - 0.5 ** 4)) < 0.03 and abs(default_any - 0.15) < 0.03
+    chosen = strong.items[3].factor[(strong.items[3].factor != 1).any(1)]
+    assert 0.4 < (chosen != 1).float().mean().item() < 0.65  # per channel, not all four together
+    assert PIPELINES["strong"] is strong_intensity_pipeline and PIPELINES["default"] is default_pipeline
+    image = torch.randn(2, 4, 16, 16, 16)
+    label = torch.randint(0, 4, (2, 16, 16, 16), dtype=torch.uint8)
+    out, out_label = strong_intensity_pipeline((12, 12, 12))(image, label, generator=g)
+    assert out.shape == (2, 4, 12, 12, 12) and set(out_label.unique().tolist()) <= {0, 1, 2, 3}

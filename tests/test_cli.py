@@ -84,6 +84,7 @@ def test_unknown_config_key(capsys, config_file, tmp_path):
     ('model={"name": "vnet"}', "unknown model 'vnet'"),
     ('preprocess={"downsample": 0.5}', "downsample must be >= 1"),
     ('preprocess={"factor": 2}', "config preprocess: unknown keys ['factor']"),
+    ('augment="wild"', "config augment must be true, false or one of ['default', 'strong']"),
 ])
 def test_bad_config_values(capsys, config_file, tmp_path, item, fragment):
     _fails(capsys, ["train", "--config", config_file, "--set", item], fragment)

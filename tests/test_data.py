@@ -158,6 +158,28 @@ def test_loader_workers_give_the_same_batches_as_the_main_process(cache):
     assert len(ds._open) <= 1  # the LRU of open memory maps is bounded
 
 
+def test_persistent_workers_draw_each_epochs_own_patches(cache):
+    # workers started once (EpochSampler): the epoch travels with each index, so epoch e's batches equal those
+    # the main process draws after set_epoch(e), and differ between epochs
+    ds = data.PatchDataset(cache, CASE_IDS, 16, samples_per_epoch=8, seed=5)
+    sampler = data.EpochSampler(range(len(ds)))
+    loader = data.make_loader(ds, batch_size=4, workers=2, sampler=sampler)
+    assert loader.persistent_workers
+    seen = {}
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        got = torch.cat([lab for _, lab in loader])
+        ds.set_epoch(epoch)
+        expected = torch.cat([lab for _, lab in data.make_loader(ds, batch_size=4, workers=0)])
+        assert torch.equal(got, expected)
+        seen.setdefault(epoch, got)
+    assert not torch.equal(seen[0], seen[1])
+    odd = data.EpochSampler(range(1, 8, 2))  # one DDP rank's share: its indices only
+    odd.set_epoch(1)
+    assert list(odd) == [(1, 1), (1, 3), (1, 5), (1, 7)] and len(odd) == 4
+    del loader
+
+
 def test_dataset_errors(cache, tmp_path):
     with pytest.raises(BratsInputError, match="meta.json"):
         data.PatchDataset(cache, ["BraTS-GLI-09999-000"], 16)

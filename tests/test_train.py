@@ -53,6 +53,11 @@ def test_run_directory_is_self_describing(dataset, tmp_path):
     for column in ["train_loss", "val_loss"] + [f"val_dice_{r}" for r in REGION_ORDER]:
         assert column in rows[0]
     assert all(np.isfinite(float(r["train_loss"])) for r in rows)
+    for r in rows:  # where the loop's time went (CPU: no bf16 peak, so no share of it)
+        assert 0.0 <= float(r["busy_share"]) <= 1.0
+        assert 0.0 <= float(r["data_wait_seconds"]) <= float(r["train_loop_seconds"]) <= float(r["seconds"])
+        assert float(r["samples_per_s"]) == pytest.approx(3 * 2 / float(r["train_loop_seconds"]), rel=1e-6)
+        assert float(r["tflops"]) > 0 and "tflops_peak_share" not in r
     config = tr.TrainConfig.load(run / "config.json")
     assert config.patch_size == 16 and config.model["name"] == "unet3d"
     state = tr.load_checkpoint(run / "last.pt")
@@ -79,6 +84,22 @@ def test_resume_continues_as_if_never_stopped(dataset, tmp_path):
     rows_a = list(csv.DictReader(open(full / "metrics.csv")))
     rows_b = list(csv.DictReader(open(stopped / "metrics.csv")))
     assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
+
+
+@pytest.mark.slow
+def test_persistent_loader_workers_train_exactly_as_the_main_process(dataset, tmp_path):
+    # workers started once per run (EpochSampler carries the epoch): the same patches, so the same weights, as
+    # loading in the main process; and the workers are stopped when the run ends
+    import multiprocessing
+
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    tr.train(_config(dataset, serial, epochs=3), progress=False)
+    trainer = tr.Trainer(_config(dataset, parallel, epochs=3, workers=2), progress=False)
+    trainer.run()
+    a, b = _weights(serial), _weights(parallel)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert trainer._loaders == {}
+    assert not multiprocessing.active_children()
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
@@ -305,6 +326,86 @@ def test_torch_compile_smoke(dataset, tmp_path):
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
+def test_a_slow_loader_lowers_the_logged_busy_share(dataset, tmp_path, monkeypatch):
+    """Each patch takes 0.1 s to load (in the main process): the epoch waits at least 6 × 0.1 s for data,
+    and the busy share cannot exceed what is left of the loop's wall time."""
+    original = tr.PatchDataset.__getitem__
+
+    def slow(self, index):
+        time.sleep(0.1)
+        return original(self, index)
+
+    monkeypatch.setattr(tr.PatchDataset, "__getitem__", slow)
+    history = tr.train(_config(dataset, tmp_path / "run", epochs=1), progress=False)
+    row = history[0]
+    assert row["data_wait_seconds"] >= 3 * 2 * 0.1
+    assert 0.0 <= row["busy_share"] <= 1.0 - row["data_wait_seconds"] / row["train_loop_seconds"] + 1e-9
+
+
+def test_compile_auto_means_cuda_only_and_bad_values_are_refused(dataset, tmp_path):
+    config = _config(dataset, tmp_path / "run")
+    assert config.compile == "auto"
+    trainer = tr.Trainer(config, progress=False)
+    trainer._build(tr.prepare_data(config, progress=False))
+    assert trainer.forward_model is trainer.model  # CPU: not compiled
+    with pytest.raises(tr.BratsConfigError, match="compile"):
+        _config(dataset, tmp_path / "run", compile="yes").validate()
+    with pytest.raises(tr.BratsConfigError, match="compile"):
+        _config(dataset, tmp_path / "run", compile=1).validate()
+
+
+@pytest.fixture(scope="module")
+def eager_run(dataset, tmp_path_factory):
+    """One epoch, never compiled."""
+    run = tmp_path_factory.mktemp("eager") / "run"
+    tr.train(_config(dataset, run, epochs=1, compile=False), progress=False)
+    return run
+
+
+@pytest.mark.parametrize("where", ["first_call", "wrap"])
+def test_a_failing_compilation_falls_back_to_the_eager_network(dataset, eager_run, tmp_path, monkeypatch, capsys,
+                                                               where):
+    """torch.compile failing when it wraps the network, or (as inductor does) at the first call: one line
+    on stderr, and training goes on uncompiled, to the same weights as a run that never compiled."""
+    calls = []
+
+    def broken_compile(module, *args, **kwargs):
+        if where == "wrap":
+            raise RuntimeError("no backend\nsecond line")
+
+        def forward(*a, **k):
+            calls.append(1)
+            raise RuntimeError("inductor: C++ compile error\nsecond line")
+        return forward
+
+    monkeypatch.setattr(tr.torch, "compile", broken_compile)
+    capsys.readouterr()
+    tr.train(_config(dataset, tmp_path / "fallback", epochs=1, compile=True), progress=False)
+    err = [line for line in capsys.readouterr().err.splitlines() if "torch.compile failed" in line]
+    message = "no backend" if where == "wrap" else "inductor: C++ compile error"
+    assert err == [f"torch.compile failed (RuntimeError: {message}); training without compilation "
+                   "(set compile: false to skip the attempt)"]
+    assert calls == ([] if where == "wrap" else [1])  # tried once, then never again
+    a, b = _weights(eager_run), _weights(tmp_path / "fallback")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_fault_after_the_first_compiled_step_is_not_swallowed(dataset, tmp_path, monkeypatch):
+    def flaky_compile(module, *args, **kwargs):
+        calls = []
+
+        def forward(*a, **k):
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("a real fault in step 2")
+            return module(*a, **k)
+        return forward
+
+    monkeypatch.setattr(tr.torch, "compile", flaky_compile)
+    with pytest.raises(RuntimeError, match="a real fault in step 2"):
+        tr.train(_config(dataset, tmp_path / "run", epochs=1, compile=True), progress=False)
+
+
 # ------------------------------------------------------------------------------------- SIGKILL and resume
 
 
@@ -367,7 +468,8 @@ def test_sigkill_at_a_random_moment_then_resume_equals_an_uninterrupted_run(data
     rows_a = list(csv.DictReader(open(full / "metrics.csv")))
     rows_b = list(csv.DictReader(open(resumed / "metrics.csv")))
     for a, b in zip(rows_a, rows_b, strict=True):
-        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}, note
+        assert ({k: v for k, v in a.items() if k not in tr.TIMING_COLUMNS}
+                == {k: v for k, v in b.items() if k not in tr.TIMING_COLUMNS}), note
 def test_default_split_follows_a_grown_dataset(tmp_path):
     """The automatic split is remade when cases are added; a given split file is kept as it is."""
     raw = tmp_path / "raw"

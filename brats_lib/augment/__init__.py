@@ -14,7 +14,7 @@ Example::
     image2, label2 = pipeline.apply(image, label, params)
 """
 
-from .compose import Compose, ComposeParams, default_pipeline
+from .compose import PIPELINES, Compose, ComposeParams, default_pipeline, strong_intensity_pipeline
 from .intensity import (BlurParams, FactorParams, GammaParams, NoiseParams, RandomBrightness, RandomContrast,
                         RandomGamma, RandomGaussianBlur, RandomGaussianNoise, RandomLowResolution, ZoomParams,
                         add_noise, brightness, contrast, gamma_transform, gaussian_blur, low_resolution)
@@ -23,7 +23,7 @@ from .spatial import (FlipParams, RandomFlip, RandomSpatial, SpatialParams, iden
                       rotation_matrices)
 
 __all__ = [
-    "Compose", "ComposeParams", "default_pipeline", "Params", "Transform",
+    "Compose", "ComposeParams", "PIPELINES", "default_pipeline", "strong_intensity_pipeline", "Params", "Transform",
     "RandomSpatial", "SpatialParams", "RandomFlip", "FlipParams", "identity_crop", "resample", "rotation_matrices",
     "RandomGaussianNoise", "NoiseParams", "add_noise", "RandomGaussianBlur", "BlurParams", "gaussian_blur",
     "RandomBrightness", "RandomContrast", "FactorParams", "brightness", "contrast",

@@ -145,8 +145,9 @@ def findings(history: pd.DataFrame, summary: pd.DataFrame, train_minutes: float,
         f"* **Synthesis** wrote {n_synth} new case(s) in {synth_seconds:.0f} s; each keeps its source case's voxels "
         "outside the inserted region bit for bit, and its label is the source's with the donor's tumour added.",
         "* **Whether the new cases help segmentation is not shown here.** The inpainting scores say how plausible the "
-        "tumours look, not whether a segmentation model learns more from them; that needs the three-arm experiment "
-        "(real only, real + copy-paste, real + GAN cases) of issue 12, which is not part of this notebook.",
+        "tumours look, not whether a segmentation model learns more from them. That is the three-arm experiment "
+        "(real only, + copy-paste cases, + GAN cases; same model, steps and seed), a study outside this notebook: "
+        "`benchmarks/gan_experiment.py`, its measured result in `benchmarks/RESULTS.md`.",
         "* **Demo profile:** 32³ crops at 2 mm of synthetic cases and a few minutes on a CPU: the pipeline runs end to "
         "end, but the generator is far from converged. The `full` profile trains on 96³ crops at 1 mm with bf16 on a GPU.",
     ]

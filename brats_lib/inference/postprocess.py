@@ -17,6 +17,19 @@ predict time; a component is removed when it has *fewer* voxels than its thresho
   tumour) becomes background.
 
 Regions are processed in the order WT, RC, TC, NETC, ET, SNFH, each on the result of the previous one.
+
+Rules beyond a size threshold (:func:`apply_rules`, applied after the thresholds; each off by default), for
+the false positives an untuned model leaves on scans unlike its training data. The *main* whole tumour is the
+largest 26-connected WT component (ties: the first in C order):
+
+* ``wt_min_fraction`` (0–1): a WT component with fewer voxels than this fraction of the main one becomes
+  background (1 keeps the main component only, and any of equal size).
+* ``wt_max_gap_mm`` (mm, or ``None``): a WT component whose nearest voxel lies farther than this from the
+  main component (voxel centre to voxel centre, in the grid's spacing) becomes background.
+* ``core_in_main_wt`` (bool): tumour-core voxels (NETC 1, ET 3) of the WT components other than the main one
+  become SNFH (2): a satellite stays whole tumour but cannot add tumour-core or ET false positives.
+* ``et_min_total_voxels`` (voxels): when the whole map has fewer ET voxels than this (and some), they become
+  NETC (1), the BraTS winners' rule for cases without enhancement.
 """
 
 from __future__ import annotations
@@ -48,6 +61,14 @@ STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 #: The 2024 GLI winners' setting.
 DEFAULT_THRESHOLDS: Mapping[str, int] = {"WT": 50, "RC": 50}
+
+#: Key of the rules (:func:`apply_rules`) in :data:`POSTPROCESS_FILE`.
+RULES_KEY = "rules"
+
+#: Every rule and its "off" value, in the order they are applied.
+RULE_DEFAULTS: Mapping[str, Any] = {
+    "wt_min_fraction": 0.0, "wt_max_gap_mm": None, "core_in_main_wt": False, "et_min_total_voxels": 0,
+}
 
 
 def check_thresholds(thresholds: Mapping[str, Any] | None) -> dict[str, int]:
@@ -137,3 +158,100 @@ def load_postprocessing(run_dir: str | Path) -> dict[str, int] | None:
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
     return check_thresholds(record.get(THRESHOLDS_KEY, {}))
+
+
+def check_rules(rules: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate rules (module docstring) and fill the absent ones with their "off" value."""
+    out = dict(RULE_DEFAULTS)
+    for name, value in dict(rules or {}).items():
+        if name not in RULE_DEFAULTS:
+            raise ValueError(f"unknown post-processing rule {name!r}; expected one of {list(RULE_DEFAULTS)}")
+        if name == "wt_min_fraction":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"wt_min_fraction must be a number in [0, 1], got {value!r}")
+            value = float(value)
+        elif name == "wt_max_gap_mm":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value >= 0):
+                raise ValueError(f"wt_max_gap_mm must be a distance ≥ 0 (mm) or None, got {value!r}")
+            value = None if value is None else float(value)
+        elif name == "core_in_main_wt":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"core_in_main_wt must be true or false, got {value!r}")
+            value = bool(value)
+        else:
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"et_min_total_voxels must be a non-negative integer, got {value!r}")
+            value = int(value)
+        out[name] = value
+    return out
+
+
+def _gaps_to(components: np.ndarray, main: int, n: int, spacing) -> np.ndarray:
+    """(n + 1,) distance (mm) from each component's nearest voxel to component ``main`` (index 0 unused).
+
+    The distance transform runs on the bounding box of all components: the nearest ``main`` voxel of any
+    voxel in the box lies in the box, so the result is exact.
+    """
+    box = ndimage.find_objects((components > 0).astype(np.int8))[0]
+    crop = components[box]
+    distance = ndimage.distance_transform_edt(crop != main, sampling=tuple(float(s) for s in spacing))
+    gaps = np.zeros(n + 1)
+    gaps[1:] = ndimage.minimum(distance, crop, index=np.arange(1, n + 1))
+    return gaps
+
+
+def apply_rules(label: np.ndarray, rules: Mapping[str, Any] | None, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Apply the component rules of the module docstring.
+
+    Args:
+        label: (X, Y, Z) uint8 map in the 2024 convention.
+        rules: rule → value (absent rules are off; :data:`RULE_DEFAULTS`).
+        spacing: voxel size in mm (for ``wt_max_gap_mm``).
+    Returns:
+        a new (X, Y, Z) uint8 map; ``label`` is not modified.
+    """
+    rules = check_rules(rules)
+    out = np.array(label, dtype=np.uint8, copy=True)
+    fraction, gap, core_main = rules["wt_min_fraction"], rules["wt_max_gap_mm"], rules["core_in_main_wt"]
+    if fraction > 0 or gap is not None or core_main:
+        components, n = ndimage.label(np.isin(out, TUMOUR_LABELS), structure=STRUCTURE_26)
+        if n > 1:
+            sizes = np.bincount(components.ravel(), minlength=n + 1)
+            main = int(np.argmax(sizes[1:])) + 1
+            drop = np.zeros(n + 1, dtype=bool)
+            if fraction > 0:
+                drop[1:] |= sizes[1:] < fraction * sizes[main]
+            if gap is not None:
+                drop |= _gaps_to(components, main, n, spacing) > gap
+            drop[0] = drop[main] = False
+            out[drop[components]] = 0
+            if core_main:
+                satellite = np.ones(n + 1, dtype=bool)
+                satellite[[0, main]] = False
+                out[satellite[components] & np.isin(out, REGIONS["TC"])] = 2
+    et_min = rules["et_min_total_voxels"]
+    if et_min > 0:
+        et = out == 3
+        if 0 < et.sum() < et_min:
+            out[et] = 1
+    return out
+
+
+def postprocess_label(label: np.ndarray, spec: Mapping[str, Any] | None, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Apply a post-processing record (the content of :data:`POSTPROCESS_FILE`): the size thresholds
+    (:func:`remove_small_components`, key :data:`THRESHOLDS_KEY`), then the rules (:func:`apply_rules`, key
+    :data:`RULES_KEY`). ``None`` or an empty record returns a copy of ``label``."""
+    spec = dict(spec or {})
+    out = remove_small_components(label, spec.get(THRESHOLDS_KEY) or {})
+    return apply_rules(out, spec.get(RULES_KEY), spacing)
+
+
+def load_postprocess_rules(run_dir: str | Path) -> dict[str, Any] | None:
+    """The rules stored in ``run_dir/postprocess.json`` (all present, :func:`check_rules`), or ``None`` if
+    there is no such file or it holds no rules."""
+    path = Path(run_dir) / POSTPROCESS_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return check_rules(record[RULES_KEY]) if record.get(RULES_KEY) else None

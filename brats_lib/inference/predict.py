@@ -21,7 +21,8 @@ from ..errors import BratsConfigError
 from ..io import LoadedCase, discover_cases, load_case, save_label_map
 from ..models import decode_probabilities
 from ..preprocess import PreprocessConfig, invert_label, preprocess_case
-from .postprocess import check_thresholds, load_postprocessing, remove_small_components
+from .postprocess import (RULES_KEY, THRESHOLDS_KEY, apply_rules, check_rules, check_thresholds,
+                          load_postprocess_rules, load_postprocessing, remove_small_components)
 from .sliding_window import as_triple, resolve_device, window_slices
 from .tta import ALL_AXES, flip_combinations, predict_probabilities
 
@@ -42,6 +43,8 @@ class Ensemble:
         patch_size: sliding-window size (voxels, on the preprocessed grid).
         preprocess: the preprocessing the networks were trained with.
         postprocess: region → minimum component voxels, or ``None`` for none.
+        postprocess_rules: the component rules applied after them (:func:`.postprocess.apply_rules`), or
+            ``None`` for none.
         sources: where each model came from (run directories), for messages.
     """
 
@@ -50,6 +53,7 @@ class Ensemble:
     patch_size: int | Sequence[int] = 128
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     postprocess: dict[str, int] | None = None
+    postprocess_rules: dict[str, Any] | None = None
     sources: list[str] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> "Ensemble":
@@ -97,8 +101,10 @@ def load_ensemble(run_dirs: PathLike | Sequence[PathLike], checkpoint: str = "be
         if _grid_settings(other) != _grid_settings(preprocess):
             raise BratsConfigError(f"{run_dir}: preprocessing {_grid_settings(other)} differs from {dirs[0]}'s "
                              f"{_grid_settings(preprocess)}")
-    postprocess = next((t for t in (load_postprocessing(d) for d in dirs) if t is not None), None)
-    return Ensemble(models, first.output_mode, first.patch_size, preprocess, postprocess,
+    source = next((d for d in dirs if load_postprocessing(d) is not None), None)
+    postprocess = None if source is None else load_postprocessing(source)
+    rules = None if source is None else load_postprocess_rules(source)
+    return Ensemble(models, first.output_mode, first.patch_size, preprocess, postprocess, rules,
                     [str(d) for d in dirs])
 
 
@@ -156,12 +162,17 @@ def _reporting_models(ensemble: Ensemble, shape: Sequence[int], overlap: float, 
     return [_Reporting(model, tick) for model in ensemble.models]
 
 
-def _postprocess_thresholds(ensemble: Ensemble, postprocess: bool | Mapping[str, int]) -> dict[str, int]:
+def _postprocess_settings(ensemble: Ensemble, postprocess: bool | Mapping[str, Any]
+                          ) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """(thresholds, rules or None) that ``postprocess`` asks for."""
     if postprocess is True:
-        return ensemble.postprocess or {}
+        return ensemble.postprocess or {}, ensemble.postprocess_rules
     if postprocess is False or postprocess is None:
-        return {}
-    return check_thresholds(postprocess)
+        return {}, None
+    if THRESHOLDS_KEY in postprocess or RULES_KEY in postprocess:  # a postprocess.json record
+        rules = postprocess.get(RULES_KEY)
+        return check_thresholds(postprocess.get(THRESHOLDS_KEY) or {}), None if rules is None else check_rules(rules)
+    return check_thresholds(postprocess), None
 
 
 def predict_case(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | PathLike], loaded: LoadedCase,
@@ -178,8 +189,9 @@ def predict_case(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | 
         device: where the networks run (``"auto"``: CUDA when available).
         tta: mirror along ``tta_axes`` (``(0, 1, 2)``: 8 copies) and average.
         overlap, batch_size, amp: sliding-window settings (:func:`.sliding_window.sliding_window`).
-        postprocess: ``True`` applies the ensemble's thresholds (``postprocess.json``) if any, ``False``
-            none, a mapping those thresholds (:func:`.postprocess.remove_small_components`).
+        postprocess: ``True`` applies the ensemble's thresholds and rules (``postprocess.json``) if any,
+            ``False`` none, a mapping those thresholds (:func:`.postprocess.remove_small_components`) or a
+            whole ``postprocess.json`` record (thresholds and rules, :func:`.postprocess.postprocess_label`).
         checkpoint: checkpoint file name when loading run directories.
         return_probabilities: also return the probabilities on the preprocessed grid.
         progress: optional ``progress(stage, fraction)`` (:data:`ProgressCallback`); raising from it cancels.
@@ -202,9 +214,11 @@ def predict_case(source: Ensemble | nn.Module | PathLike | Sequence[nn.Module | 
     report("post-process", 0.0)
     label = decode_probabilities(probs[None], ensemble.output_mode)[0].cpu().numpy()
     label = invert_label(label, pre.meta)
-    thresholds = _postprocess_thresholds(ensemble, postprocess)
+    thresholds, rules = _postprocess_settings(ensemble, postprocess)
     if thresholds:
         label = remove_small_components(label, thresholds)
+    if rules:
+        label = apply_rules(label, rules, loaded.geometry.spacing)
     if return_probabilities:
         return label, probs.cpu(), pre.meta
     return label

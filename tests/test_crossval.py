@@ -1,0 +1,142 @@
+"""Patient-level cross-validation (brats_lib.crossval): grouping of the two releases' copies of a patient,
+disjoint folds, lesion-wise scoring with known answers, aggregation with n, cross-fitted post-processing, and
+the fold runner on tiny cases."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brats_lib import crossval
+from conftest import write_tiny_case
+
+IDS = ["BraTS-GLI-00002-000", "BraTS2021_00002", "BraTS2021_00006", "BraTS-GLI-00007-000",
+       "BraTS-GLI-00007-001", "BraTS2021_00031", "BraTS2021_00019"]
+
+
+def test_the_two_releases_copies_of_a_patient_are_one_patient():
+    groups = crossval.patient_groups(IDS)
+    assert groups == {"00002": ["BraTS-GLI-00002-000", "BraTS2021_00002"], "00006": ["BraTS2021_00006"],
+                      "00007": ["BraTS-GLI-00007-000", "BraTS-GLI-00007-001"], "00019": ["BraTS2021_00019"],
+                      "00031": ["BraTS2021_00031"]}
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_folds_partition_the_cases_and_never_split_a_patient(k):
+    folds = crossval.make_folds(IDS, k, seed=1)
+    assert len(folds) == k
+    vals = [set(f["val"]) for f in folds]
+    assert sorted(c for v in vals for c in v) == sorted(IDS)  # every case validated exactly once
+    for fold in folds:
+        assert set(fold["train"]).isdisjoint(fold["val"])
+        assert set(fold["train"]) | set(fold["val"]) == set(IDS)
+        train_patients = {crossval.patient_of(c) for c in fold["train"]}
+        val_patients = {crossval.patient_of(c) for c in fold["val"]}
+        assert train_patients.isdisjoint(val_patients)
+        assert sorted(val_patients) == fold["patients"]
+    sizes = [len(f["patients"]) for f in folds]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == 5
+
+
+def test_folds_do_not_depend_on_input_order_and_check_k():
+    assert crossval.make_folds(IDS, 3, seed=4) == crossval.make_folds(IDS[::-1], 3, seed=4)
+    for k in (1, 6):
+        with pytest.raises(ValueError, match="between 2 and the number of patients"):
+            crossval.make_folds(IDS, k)
+
+
+def _box(shape=(40, 40, 40)):
+    gt = np.zeros(shape, np.uint8)
+    gt[5:15, 5:15, 5:15] = 2  # 1000 voxels of SNFH
+    gt[8:12, 8:12, 8:12] = 3  # 64 of ET
+    return gt
+
+
+def test_score_prediction_known_answers():
+    gt = _box()
+    perfect = crossval.score_prediction(gt, gt, (1, 1, 1))
+    assert all(perfect[r]["lesionwise_dice"] == 1.0 for r in ("WT", "TC", "ET", "SNFH"))
+    pred = gt.copy()
+    pred[30:35, 30:35, 30:35] = 2  # a 125-voxel false-positive WT lesion far away
+    scores = crossval.score_prediction(pred, gt, (1, 1, 1))
+    assert scores["WT"]["num_fp"] == 1 and scores["WT"]["num_fn"] == 0
+    assert scores["WT"]["lesionwise_dice"] == pytest.approx(0.5)  # (1 + 0) / 2 lesions
+    assert scores["WT"]["legacy_dice"] == pytest.approx(2 * 1000 / (1000 + 1125))
+    assert scores["ET"]["lesionwise_dice"] == 1.0
+
+
+def test_aggregate_counts_a_patient_once_and_states_n():
+    rows = []
+    # fold 0: patient A with two cases (WT 0.2 and 0.4 → 0.3), patient B (0.9) → fold mean 0.6
+    # fold 1: patient C (0.5) → fold mean 0.5; overall over patients (0.3 + 0.9 + 0.5) / 3
+    for fold, patient, case, value in [(0, "A", "a1", 0.2), (0, "A", "a2", 0.4), (0, "B", "b", 0.9),
+                                       (1, "C", "c", 0.5)]:
+        rows.append({"fold": fold, "patient": patient, "case": case, "region": "WT", "lesionwise_dice": value,
+                     "legacy_dice": 1.0})
+    table = crossval.aggregate(pd.DataFrame(rows)).set_index("fold")
+    assert table.loc["0", "lesionwise_dice"] == pytest.approx(0.6)
+    assert table.loc["1", "lesionwise_dice"] == pytest.approx(0.5)
+    assert table.loc["all", "lesionwise_dice"] == pytest.approx(1.7 / 3)
+    assert (table.loc["0", "n_patients"], table.loc["0", "n_cases"]) == (2, 3)
+    assert (table.loc["all", "n_patients"], table.loc["all", "n_cases"]) == (3, 4)
+    assert table.loc["all", "lesionwise_dice_fold_sd"] == pytest.approx(np.std([0.6, 0.5], ddof=1))
+    assert list(table.index) == ["0", "1", "all"]
+
+
+def test_aggregate_keeps_variants_apart():
+    rows = [{"variant": v, "fold": f, "patient": p, "case": p, "region": "ET", "lesionwise_dice": x}
+            for v, f, p, x in [("none", 0, "A", 0.1), ("none", 1, "B", 0.3), ("rules", 0, "A", 0.5),
+                               ("rules", 1, "B", 0.9)]]
+    table = crossval.aggregate(pd.DataFrame(rows))
+    overall = table[table.fold == "all"].set_index("variant")["lesionwise_dice"]
+    assert overall["none"] == pytest.approx(0.2) and overall["rules"] == pytest.approx(0.7)
+
+
+def test_crossfit_tunes_each_fold_on_the_other_folds_only():
+    preds = {"a": np.array(1.0), "b": np.array(2.0), "c": np.array(4.0), "d": np.array(8.0)}
+    fold_of = {"a": 0, "b": 0, "c": 1, "d": 2}
+    seen = []
+
+    def tune(p, g, s):
+        seen.append(sorted(float(x) for x in p))
+        return float(sum(p))
+
+    out, settings = crossval.crossfit_postprocessing(preds, preds, {c: (1, 1, 1) for c in preds}, fold_of,
+                                                     tune, lambda label, total, spacing: label + total)
+    assert settings == {0: 12.0, 1: 11.0, 2: 7.0}
+    assert out["a"] == 13.0 and out["b"] == 14.0 and out["c"] == 15.0 and out["d"] == 15.0
+    assert seen == [[4.0, 8.0], [1.0, 2.0, 8.0], [1.0, 2.0, 4.0]]
+    with pytest.raises(ValueError, match="at least two folds"):
+        crossval.crossfit_postprocessing({"a": preds["a"]}, preds, {"a": (1, 1, 1)}, {"a": 0}, tune,
+                                         lambda *a: a[0])
+
+
+@pytest.mark.slow
+def test_run_folds_trains_predicts_and_scores_tiny_cases(tmp_path):
+    data = tmp_path / "raw"
+    for i in range(4):
+        write_tiny_case(data, i)
+    config = {"cache_dir": str(tmp_path / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
+              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 1, "val_patches": 1,
+              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    cv_dir = tmp_path / "cv"
+    folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
+    assert json.loads((cv_dir / "folds.json").read_text())["folds"] == folds
+    for i, fold in enumerate(folds):
+        assert (cv_dir / f"fold{i}" / "run" / "last.pt").is_file()
+        for case_id in fold["val"]:
+            assert crossval.raw_prediction_path(cv_dir, i, case_id).is_file()
+    preds, truths, spacings, fold_of, patient = crossval.load_fold_predictions(cv_dir, data)
+    assert sorted(preds) == sorted(c for f in folds for c in f["val"])
+    assert all(preds[c].shape == truths[c].shape == (28, 28, 28) for c in preds)
+    scores = crossval.score_variants({"none": preds}, truths, spacings, fold_of, patient)
+    assert len(scores) == 4 * 6 and scores["lesionwise_dice"].between(0, 1).all()
+    summary = crossval.aggregate(scores)
+    assert int(summary[summary.fold == "all"]["n_patients"].iloc[0]) == 4
+    # done folds are skipped; other folds in the same directory are refused
+    mtime = (cv_dir / "fold0" / "run" / "last.pt").stat().st_mtime
+    crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
+    assert (cv_dir / "fold0" / "run" / "last.pt").stat().st_mtime == mtime
+    with pytest.raises(ValueError, match="other folds"):
+        crossval.run_folds(data, cv_dir, 3, config, log=lambda line: None)
