@@ -58,6 +58,7 @@ from torch import nn
 
 from ._atomic import atomic_path, write_text_atomic
 from .augment import PIPELINES
+from .config_checks import ConfigChecks, is_number
 from .data import EpochSampler, PatchDataset, load_splits, make_loader, make_splits, save_splits
 from .device import resolve_device
 from .errors import BratsConfigError, BratsUserError
@@ -150,23 +151,11 @@ class TrainConfig:
         Raises:
             BratsConfigError: naming the key and the fault.
         """
-        def bad(key: str, expected: str) -> BratsConfigError:
-            return BratsConfigError(f"config {key} must be {expected}, got {getattr(self, key)!r}")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_number(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        for key in ("patch_size", "batch_size", "epochs", "iterations_per_epoch", "val_patches"):
-            if not is_int(getattr(self, key)) or getattr(self, key) < 1:
-                raise bad(key, "a positive integer")
-        for key in ("seed", "workers"):
-            if not is_int(getattr(self, key)) or getattr(self, key) < 0:
-                raise bad(key, "a non-negative integer")
-        if not is_number(self.lr) or self.lr <= 0:
-            raise bad("lr", "a positive number")
+        check = ConfigChecks(self)
+        bad = check.bad
+        check.positive_ints("patch_size", "batch_size", "epochs", "iterations_per_epoch", "val_patches")
+        check.non_negative_ints("seed", "workers")
+        check.positive_numbers("lr")
         for key in ("weight_decay", "grad_clip"):
             if not is_number(getattr(self, key)) or getattr(self, key) < 0:
                 raise bad(key, "a non-negative number")

@@ -37,6 +37,7 @@ from typing import Any, Mapping
 import torch
 
 from .._atomic import write_text_atomic
+from ..config_checks import ConfigChecks, is_number
 from ..device import resolve_device
 from ..errors import BratsConfigError, BratsUserError
 from ..preprocess import PreprocessConfig
@@ -106,24 +107,11 @@ class GanConfig:
 
     def validate(self) -> "GanConfig":
         """Check every value a user can get wrong; returns ``self``. Raises BratsConfigError naming the key."""
-        def bad(key: str, expected: str) -> BratsConfigError:
-            return BratsConfigError(f"config {key} must be {expected}, got {getattr(self, key)!r}")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_number(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        for key in ("crop_size", "batch_size", "epochs", "iterations_per_epoch", "val_crops"):
-            if not is_int(getattr(self, key)) or getattr(self, key) < 1:
-                raise bad(key, "a positive integer")
-        for key in ("seed", "workers", "dilation", "crop_jitter"):
-            if not is_int(getattr(self, key)) or getattr(self, key) < 0:
-                raise bad(key, "a non-negative integer")
-        for key in ("lr", "l1_weight_start", "l1_weight_end"):
-            if not is_number(getattr(self, key)) or getattr(self, key) <= 0:
-                raise bad(key, "a positive number")
+        check = ConfigChecks(self)
+        bad = check.bad
+        check.positive_ints("crop_size", "batch_size", "epochs", "iterations_per_epoch", "val_crops")
+        check.non_negative_ints("seed", "workers", "dilation", "crop_jitter")
+        check.positive_numbers("lr", "l1_weight_start", "l1_weight_end")
         if not is_number(self.weight_decay) or self.weight_decay < 0:
             raise bad("weight_decay", "a non-negative number")
         if (not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2
