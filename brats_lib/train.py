@@ -750,12 +750,13 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, overri
     return Trainer(config, progress, override).run()
 
 
-def load_run_model(run_dir: str | Path, checkpoint: str = "best.pt", device: str | torch.device = "cpu"):
-    """(model in eval mode, TrainConfig) from a run directory's checkpoint (falls back to ``last.pt``).
+def read_run_checkpoint(run_dir: str | Path, checkpoint: str = "best.pt", device: str | torch.device = "cpu",
+                        train_hint: str = "train the run first") -> tuple[Path, Any]:
+    """(path, loaded state) of a run directory's ``checkpoint``, else its ``last.pt``.
 
     Raises:
-        BratsConfigError: no such directory, no checkpoint in it, an unreadable checkpoint, or one whose
-            model is of another architecture than the run's ``config.json``.
+        BratsConfigError: no such directory, no checkpoint in it (``train_hint`` says what to do), or an
+            unreadable checkpoint (naming the file).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -764,11 +765,22 @@ def load_run_model(run_dir: str | Path, checkpoint: str = "best.pt", device: str
     if not path.exists():
         path = run_dir / "last.pt"
     if not path.exists():
-        raise BratsConfigError(f"{run_dir}: no checkpoint ({checkpoint} or last.pt); train the run first")
+        raise BratsConfigError(f"{run_dir}: no checkpoint ({checkpoint} or last.pt); {train_hint}")
     try:
-        state = load_checkpoint(path, device)
+        return path, load_checkpoint(path, device)
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
         raise BratsConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str = "best.pt", device: str | torch.device = "cpu"):
+    """(model in eval mode, TrainConfig) from a run directory's checkpoint (falls back to ``last.pt``).
+
+    Raises:
+        BratsConfigError: no such directory, no checkpoint in it, an unreadable checkpoint, or one whose
+            model is of another architecture than the run's ``config.json``.
+    """
+    run_dir = Path(run_dir)
+    path, state = read_run_checkpoint(run_dir, checkpoint, device)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise BratsConfigError(f"{path}: not a brats training checkpoint (no model and config)")
     config = TrainConfig.from_dict(state["config"])

@@ -44,7 +44,7 @@ from ..preprocess import PreprocessConfig
 from ..progress import tqdm
 from ..progress import write as log_line
 from ..train import (_rng_state, _set_rng_state, _write_metrics, apply_overrides, config_changes, epoch_generator,
-                     load_checkpoint, prepare_data, read_config_file, save_checkpoint)
+                     load_checkpoint, prepare_data, read_config_file, read_run_checkpoint, save_checkpoint)
 from .crops import TumourCrops, composite, generator_input, inpaint_mask, label_channels
 from .losses import hinge_discriminator, hinge_generator, l1_weight, masked_l1
 from .models import build_discriminator, build_generator
@@ -344,20 +344,7 @@ def load_gan_run(run_dir: str | Path, checkpoint: str = "best.pt", device: str |
     Raises:
         BratsConfigError: no such directory, no checkpoint, an unreadable one, or one that is not a GAN's.
     """
-    import pickle
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise BratsConfigError(f"{run_dir}: run directory does not exist")
-    path = run_dir / checkpoint
-    if not path.exists():
-        path = run_dir / "last.pt"
-    if not path.exists():
-        raise BratsConfigError(f"{run_dir}: no checkpoint ({checkpoint} or last.pt); train the GAN first")
-    try:
-        state = load_checkpoint(path, device)
-    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise BratsConfigError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+    path, state = read_run_checkpoint(run_dir, checkpoint, device, train_hint="train the GAN first")
     if not isinstance(state, dict) or state.get("kind") != RUN_KIND:
         raise BratsConfigError(f"{path}: not a GAN run (a segmentation or other checkpoint); "
                                "give a run of `brats gan-train`")
