@@ -133,3 +133,24 @@ def test_change_table_direction_of_change():
     assert changes["pred_direction"].tolist() == ["shrink", "shrink"]
     assert changes["direction_correct"].tolist() == [False, True]
     assert analysis.direction(0.3, 0.5) == "stable"
+
+
+def test_change_summary_puts_models_side_by_side():
+    rows = []
+    for model, preds in [("unet3d", (9.0, 8.0, 4.0)), ("fcnn", (9.0, 30.0, 31.0))]:
+        for case, gt_ml, pred_ml in zip(("BraTS-GLI-00001-000", "BraTS-GLI-00001-001", "BraTS-GLI-00001-002"),
+                                        (10.0, 20.0, 5.0), preds):
+            for region, scale in (("TC", 0.5), ("WT", 1.0)):
+                rows.append({"model": model, "case": case, "region": region, "gt_ml": scale * gt_ml,
+                             "pred_ml": scale * pred_ml})
+    changes = analysis.change_table(pd.DataFrame(rows), tolerance_ml=0.5)
+    summary = analysis.change_summary(changes, names={"unet3d": "3D U-Net", "fcnn": "FCNN"})
+    assert list(summary.columns) == ["true change (mL)", "3D U-Net", "FCNN"]
+    # regions in the house order (WT before TC), steps in time order within each
+    assert [idx[1:] for idx in summary.index] == [("WT", "000→001"), ("WT", "001→002"),
+                                                 ("TC", "000→001"), ("TC", "001→002")]
+    wt = summary[summary.index.get_level_values("region") == "WT"]
+    assert wt["true change (mL)"].tolist() == ["+10.0", "−15.0"]
+    assert wt["3D U-Net"].tolist() == ["−1.0 ✗", "−4.0 ✓"]  # shrink against grow, then both shrink
+    assert wt["FCNN"].tolist() == ["+21.0 ✓", "+1.0 ✗"]
+    assert analysis.change_summary(changes.iloc[:0]).empty

@@ -79,5 +79,42 @@ def change_table(volumes: pd.DataFrame, tolerance_ml: float = STABLE_TOLERANCE_M
                                        "gt_direction", "pred_direction", "direction_correct"])
 
 
-__all__ = ["DIRECTIONS", "STABLE_TOLERANCE_ML", "change_table", "direction", "patient_timepoint",
-           "timepoint_table"]
+def change_summary(changes: pd.DataFrame, names: dict[str, str] | None = None, decimals: int = 1) -> pd.DataFrame:
+    """The :func:`change_table` of several models side by side, one row per patient, region and step.
+
+    Args:
+        changes: :func:`change_table` with a ``model`` column.
+        names: display name per model key (default: the keys).
+    Returns:
+        index (patient, region, step ``"TTT→TTT"``); columns ``true change (mL)`` and one per model, each cell the
+        predicted change in mL with ✓ (direction right) or ✗ (wrong), e.g. ``"−46.4 ✓"``; models in the order
+        of ``names``, then any others in the order they appear. Empty when ``changes`` is.
+    """
+    if changes.empty:
+        return pd.DataFrame(columns=["true change (mL)"])
+    names = names or {}
+    table = changes.copy()
+    step = [f"{patient_timepoint(a)[1]:03d}→{patient_timepoint(b)[1]:03d}"
+            for a, b in zip(table["from_case"], table["to_case"])]
+    table["step"] = step
+    keys = ["patient", "region", "step"]
+
+    def cell(row) -> str:
+        mark = "✓" if row.direction_correct else "✗"
+        return f"{row.pred_change_ml:+.{decimals}f} {mark}".replace("-", "−")
+
+    table["cell"] = [cell(row) for row in table.itertuples()]
+    wide = table.pivot(index=keys, columns="model", values="cell")
+    present = list(dict.fromkeys(table["model"]))
+    models = [m for m in names if m in present] + [m for m in present if m not in names]
+    wide = wide[models].rename(columns=lambda m: names.get(m, m))
+    truth = table.drop_duplicates(keys).set_index(keys)["gt_change_ml"]
+    wide.insert(0, "true change (mL)", [f"{v:+.{decimals}f}".replace("-", "−") for v in truth.reindex(wide.index)])
+    order = {r: i for i, r in enumerate(REGION_ORDER)}
+    wide = wide.sort_index(key=lambda level: level.map(order) if level.name == "region" else level)
+    wide.columns.name = None
+    return wide
+
+
+__all__ = ["DIRECTIONS", "STABLE_TOLERANCE_ML", "change_summary", "change_table", "direction",
+           "patient_timepoint", "timepoint_table"]
