@@ -99,6 +99,13 @@ def test_boundary_figures():
     fig = viz.plot_boundary_slice(np.ones(SHAPE, np.float32), signed, gt > 0, (1.0, 1.0, 1.0), region="WT")
     text = _labels(fig)
     assert "true WT boundary" in text and "signed distance (mm)" in text
+    # cropped to the two boundaries plus the margin, never past the slice; margin_mm=None shows it all
+    x0, x1 = fig.axes[0].get_xlim()
+    fig = viz.plot_boundary_slice(np.ones(SHAPE, np.float32), signed, gt > 0, (1.0, 1.0, 1.0), margin_mm=1.0)
+    cropped = fig.axes[0].get_xlim()
+    assert x0 <= cropped[0] < cropped[1] <= x1 and cropped[1] - cropped[0] < x1 - x0
+    fig = viz.plot_boundary_slice(np.ones(SHAPE, np.float32), signed, gt > 0, (1.0, 1.0, 1.0), margin_mm=None)
+    assert fig.axes[0].get_xlim()[1] - fig.axes[0].get_xlim()[0] >= cropped[1] - cropped[0]
 
 
 def test_volume_lesion_and_longitudinal_figures():

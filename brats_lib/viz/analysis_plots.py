@@ -272,14 +272,18 @@ def plot_boundary_stats(boundaries, metrics: Sequence[str] = ("bias_mm", "nsd_2m
 
 def plot_boundary_slice(image: np.ndarray, signed: np.ndarray, gt_mask: np.ndarray, spacing,
                         plane: str = "axial", index: int | None = None, region: str = "WT", case_id: str = "",
-                        limit_mm: float = 5.0, ax=None):
+                        limit_mm: float = 5.0, margin_mm: float | None = 20.0, ax=None):
     """One slice: the predicted boundary coloured by its signed distance to the truth (purple inside the
     truth = under-segmentation, orange outside = over-segmentation), the true boundary as a black line.
+
+    The image is dimmed (at most mid-grey) so that the near-white colour of a boundary on the truth stays
+    visible over bright tumour, and the view is cropped to both boundaries plus ``margin_mm``.
 
     Args:
         signed: :func:`brats_lib.analysis.signed_boundary_map` (NaN off the predicted boundary).
         gt_mask: the true region (its outline is drawn).
         limit_mm: colour range ±limit (mm).
+        margin_mm: margin around the two boundaries in the cropped view; ``None`` shows the whole slice.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -292,17 +296,23 @@ def plot_boundary_slice(image: np.ndarray, signed: np.ndarray, gt_mask: np.ndarr
         _, ax = plt.subplots(figsize=(4.8, 4.4), layout="constrained")
     img2d = display_slice(image, plane, index)
     extent = slice_extent(img2d.shape, slice_spacing(spacing, plane))
-    ax.imshow(normalize(img2d, intensity_window(image)), cmap="gray", extent=extent, interpolation="nearest")
+    ax.imshow(0.55 * normalize(img2d, intensity_window(image)), cmap="gray", vmin=0.0, vmax=1.0, extent=extent,
+              interpolation="nearest")
     shown = display_slice(signed, plane, index)
     im = ax.imshow(np.ma.masked_invalid(shown), cmap=SIGNED_CMAP, vmin=-limit_mm, vmax=limit_mm, extent=extent,
                    interpolation="nearest")
     truth = display_slice(gt_mask.astype(np.float32), plane, index)
+    rows, cols = truth.shape
+    row_mm, col_mm = slice_spacing(spacing, plane)
     if truth.any():
-        rows, cols = truth.shape
-        row_mm, col_mm = slice_spacing(spacing, plane)
         x = (np.arange(cols) + 0.5) * col_mm
         y = (rows - np.arange(rows) - 0.5) * row_mm
         ax.contour(x, y, truth, levels=[0.5], colors="black", linewidths=0.8)
+    drawn = np.argwhere((truth > 0) | ~np.isnan(shown))
+    if margin_mm is not None and len(drawn):
+        (r0, c0), (r1, c1) = drawn.min(axis=0), drawn.max(axis=0) + 1
+        ax.set_xlim(max(0.0, c0 * col_mm - margin_mm), min(cols * col_mm, c1 * col_mm + margin_mm))
+        ax.set_ylim(max(0.0, (rows - r1) * row_mm - margin_mm), min(rows * row_mm, (rows - r0) * row_mm + margin_mm))
     ax.figure.colorbar(im, ax=ax, label="signed distance (mm): < 0 inside, > 0 outside the truth", shrink=0.8)
     ax.legend(handles=[Line2D([], [], color="black", linewidth=0.8, label=f"true {region} boundary")],
               loc="lower left", fontsize=7)
