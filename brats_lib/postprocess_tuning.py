@@ -78,7 +78,7 @@ def region_scores(pred: np.ndarray, gt: np.ndarray, spacing) -> dict[str, float]
 def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Sequence[ArrayOrPath],
                         spacing=(1.0, 1.0, 1.0), candidates: Mapping[str, Sequence[int]] | None = None,
                         score_regions: Sequence[str] = REGION_ORDER, progress: bool = False,
-                        return_table: bool = False):
+                        return_table: bool = False, workers: int = 1):
     """Choose per-region minimum component sizes that maximise the mean lesion-wise Dice.
 
     Args:
@@ -91,6 +91,8 @@ def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Seque
         score_regions: regions whose lesion-wise Dice is averaged into the objective.
         progress: show a tqdm bar over the scoring calls.
         return_table: also return the table of every tried candidate.
+        workers: processes that score the (case, candidate) maps of one region at once; the result does
+            not depend on it.
     Returns:
         ``{region: threshold}`` for every tuned region; with ``return_table`` a tuple of it and a DataFrame
         with columns ``region``, ``threshold``, ``score`` (mean lesion-wise Dice) and ``chosen``.
@@ -113,35 +115,68 @@ def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Seque
     order = [r for r in REGION_PROCESSING_ORDER if r in candidates]
     total = sum(len(set(candidates[r]) | {0}) for r in order) * len(preds)
     bar = tqdm(total=total, desc="tune post-processing", unit="case", disable=not progress)
+    pool = _scoring_pool(workers, gts, spacings, tuple(score_regions))
 
-    def mean_score(thresholds: dict[str, int]) -> float:
-        values = []
-        for i, (pred, gt, sp) in enumerate(zip(preds, gts, spacings)):
-            processed = remove_small_components(pred, thresholds) if thresholds else pred
-            key = (i, hashlib.blake2b(processed.tobytes(), digest_size=16).digest())
-            if key not in cache:
-                scores = region_scores(processed, gt, sp)
-                cache[key] = float(np.mean([scores[r] for r in score_regions]))
-            values.append(cache[key])
-            bar.update()
-        return float(np.mean(values))
+    def mean_scores(settings: Sequence[dict[str, int]]) -> list[float]:
+        """The mean score of each threshold setting; the maps not scored yet are scored together."""
+        keys, todo = [], {}
+        for thresholds in settings:
+            row = []
+            for i, pred in enumerate(preds):
+                processed = remove_small_components(pred, thresholds) if thresholds else pred
+                key = (i, hashlib.blake2b(processed.tobytes(), digest_size=16).digest())
+                if key not in cache and key not in todo:
+                    todo[key] = processed
+                row.append(key)
+            keys.append(row)
+        jobs = [(i, processed) for (i, _), processed in todo.items()]
+        scored = pool.map(_score_job, jobs) if pool is not None else map(_score_job, jobs)
+        for key, value in zip(todo, scored):
+            cache[key] = value
+        bar.update(len(settings) * len(preds))
+        return [float(np.mean([cache[key] for key in row])) for row in keys]
 
     chosen: dict[str, int] = {}
     rows = []
     try:
         for region in order:
-            tried = []
-            for threshold in sorted(set(int(t) for t in candidates[region]) | {0}):
-                score = mean_score({**chosen, region: threshold})
-                tried.append((threshold, score))
+            values = sorted(set(int(t) for t in candidates[region]) | {0})
+            tried = list(zip(values, mean_scores([{**chosen, region: t} for t in values])))
             best = max(tried, key=lambda ts: (ts[1], -ts[0]))[0]
             chosen[region] = best
             rows += [{"region": region, "threshold": t, "score": s, "chosen": t == best} for t, s in tried]
     finally:
         bar.close()
+        if pool is not None:
+            pool.shutdown()
     if return_table:
         return chosen, pd.DataFrame(rows, columns=["region", "threshold", "score", "chosen"])
     return chosen
+
+
+# the ground truths, spacings and scored regions of the tuning in progress, per scoring process
+_SCORING: dict = {}
+
+
+def _set_scoring(gts, spacings, regions) -> None:
+    _SCORING.update(gts=gts, spacings=spacings, regions=regions)
+
+
+def _score_job(job: tuple[int, np.ndarray]) -> float:
+    """Mean lesion-wise Dice over the scored regions of one post-processed map of case ``i``."""
+    i, processed = job
+    scores = region_scores(processed, _SCORING["gts"][i], _SCORING["spacings"][i])
+    return float(np.mean([scores[r] for r in _SCORING["regions"]]))
+
+
+def _scoring_pool(workers: int, gts, spacings, regions):
+    """A process pool holding the ground truths (``None`` for one worker: score in this process)."""
+    _set_scoring(gts, spacings, regions)
+    if int(workers) <= 1:
+        return None
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=int(workers), initializer=_set_scoring, initargs=(gts, spacings, regions))
 
 
 def _digest(array: np.ndarray) -> bytes:

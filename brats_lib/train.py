@@ -118,6 +118,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 3e-5
     schedule: str = "poly"  # or "cosine"
+    warmup_iterations: int = 0  # linear warm-up: the rate rises from lr/k to lr over the first k iterations
     grad_clip: float = 12.0
     augment: bool | str = True  # True = "default", False = none, or a name of brats_lib.augment.PIPELINES
     seed: int = 0
@@ -154,7 +155,7 @@ class TrainConfig:
         check = ConfigChecks(self)
         bad = check.bad
         check.positive_ints("patch_size", "batch_size", "epochs", "iterations_per_epoch", "val_patches")
-        check.non_negative_ints("seed", "workers")
+        check.non_negative_ints("seed", "workers", "warmup_iterations")
         check.positive_numbers("lr")
         for key in ("weight_decay", "grad_clip"):
             if not is_number(getattr(self, key)) or getattr(self, key) < 0:
@@ -262,14 +263,21 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-iteration learning-rate schedule over the whole run: poly (exponent 0.9) or cosine."""
+    """Per-iteration learning-rate schedule over the whole run: poly (exponent 0.9) or cosine, times a linear
+    warm-up ``min(1, (it + 1) / warmup_iterations)`` when ``warmup_iterations`` > 0."""
     total = max(1, config.epochs * config.iterations_per_epoch)
     if config.schedule == "poly":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: (1 - min(it, total) / total) ** 0.9)
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda it: 0.5 * (1 + math.cos(math.pi * min(it, total) / total)))
-    raise ValueError(f"unknown schedule {config.schedule!r}; expected 'poly' or 'cosine'")
+        def decay(it: int) -> float:
+            return (1 - min(it, total) / total) ** 0.9
+    elif config.schedule == "cosine":
+        def decay(it: int) -> float:
+            return 0.5 * (1 + math.cos(math.pi * min(it, total) / total))
+    else:
+        raise ValueError(f"unknown schedule {config.schedule!r}; expected 'poly' or 'cosine'")
+    warmup = int(config.warmup_iterations)
+    if warmup <= 0:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: decay(it) * min(1.0, (it + 1) / warmup))
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -5,6 +5,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -239,6 +240,11 @@ def test_tuning_removes_false_positive_specks_and_is_saved(tmp_path):
     thresholds, table = tune_postprocessing(preds, gts, (1.0, 1.0, 1.0), {"WT": [0, 25, 50, 100]},
                                             return_table=True)
     assert thresholds == {"WT": 50}  # 50 and 100 tie: the smaller wins
+    # scored in two worker processes: the same choice and the same table, value for value
+    in_workers = tune_postprocessing(preds, gts, (1.0, 1.0, 1.0), {"WT": [0, 25, 50, 100]}, return_table=True,
+                                     workers=2)
+    assert in_workers[0] == thresholds
+    pd.testing.assert_frame_equal(in_workers[1], table)
     scores = table.set_index("threshold")["score"]
     assert scores[50] == pytest.approx(1.0) and scores[0] < 1.0 and scores[25] == scores[0]
     path = save_postprocessing(tmp_path, thresholds, table)

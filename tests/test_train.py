@@ -177,6 +177,28 @@ def test_schedules_decay_to_zero(schedule):
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("schedule", ["poly", "cosine"])
+def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
+    def rates(warmup):
+        model = torch.nn.Linear(1, 1)
+        config = tr.TrainConfig(epochs=2, iterations_per_epoch=10, lr=1.0, schedule=schedule,
+                                warmup_iterations=warmup)
+        opt = tr.build_optimizer(model, config)
+        sched = tr.build_scheduler(opt, config)
+        out = []
+        for _ in range(20):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    plain, warm = rates(0), rates(4)
+    assert warm[:4] == pytest.approx([plain[i] * (i + 1) / 4 for i in range(4)])
+    assert warm[4:] == pytest.approx(plain[4:])  # after the warm-up, the schedule itself
+    with pytest.raises(tr.BratsConfigError, match="warmup_iterations"):
+        tr.TrainConfig(warmup_iterations=-1).validate()
+
+
 def test_region_dice_counts():
     target = torch.tensor([[0, 1, 2, 3, 4, 3]])
     pred = torch.tensor([[0, 1, 2, 2, 4, 3]])

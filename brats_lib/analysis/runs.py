@@ -133,14 +133,14 @@ def evaluate_cases(pred_dir: PathLike | Mapping[str, PathLike], gt_dir: PathLike
 
 
 def tune_split_postprocessing(pred_dir: PathLike, data_dir: PathLike, case_ids: Sequence[str],
-                               candidates: Mapping[str, Sequence[int]] | None = None):
+                               candidates: Mapping[str, Sequence[int]] | None = None, workers: int = 1):
     """Tune the small-component thresholds on the raw predictions ``pred_dir/<case-id>.nii.gz`` of
     ``case_ids`` (a validation split) against their ground truths in ``data_dir``, with
     :func:`brats_lib.postprocess_tuning.tune_postprocessing` (spacing from each prediction's affine).
 
     Returns:
         ``(thresholds, tuning table)`` as :func:`~brats_lib.postprocess_tuning.tune_postprocessing` with
-        ``return_table=True``.
+        ``return_table=True``; ``workers`` processes score the candidates.
     """
     from ..postprocess_tuning import tune_postprocessing
     from ..io import load_label
@@ -152,7 +152,7 @@ def tune_split_postprocessing(pred_dir: PathLike, data_dir: PathLike, case_ids: 
         preds.append(pred)
         spacings.append(spacing)
         gts.append(load_label(case.seg_path, case.label_convention))
-    return tune_postprocessing(preds, gts, spacings, candidates=candidates, return_table=True)
+    return tune_postprocessing(preds, gts, spacings, candidates=candidates, return_table=True, workers=workers)
 
 
 def postprocess_predictions(pred_dir: PathLike, case_ids: Sequence[str], thresholds: Mapping[str, int],
