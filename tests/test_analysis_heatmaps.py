@@ -154,3 +154,5 @@ def test_change_summary_puts_models_side_by_side():
     assert wt["3D U-Net"].tolist() == ["−1.0 ✗", "−4.0 ✓"]  # shrink against grow, then both shrink
     assert wt["FCNN"].tolist() == ["+21.0 ✓", "+1.0 ✗"]
     assert analysis.change_summary(changes.iloc[:0]).empty
+    tiny = changes.assign(pred_change_ml=-0.004)
+    assert set(analysis.change_summary(tiny).iloc[:, 1:].stack().str[:4]) == {"+0.0"}  # never "−0.0"

@@ -99,9 +99,11 @@ def change_summary(changes: pd.DataFrame, names: dict[str, str] | None = None, d
     table["step"] = step
     keys = ["patient", "region", "step"]
 
+    def signed(value: float) -> str:  # "+1.5", "−2.0"; a change that rounds to zero is "+0.0", never "−0.0"
+        return f"{round(float(value), decimals) + 0.0:+.{decimals}f}".replace("-", "−")
+
     def cell(row) -> str:
-        mark = "✓" if row.direction_correct else "✗"
-        return f"{row.pred_change_ml:+.{decimals}f} {mark}".replace("-", "−")
+        return f"{signed(row.pred_change_ml)} {'✓' if row.direction_correct else '✗'}"
 
     table["cell"] = [cell(row) for row in table.itertuples()]
     wide = table.pivot(index=keys, columns="model", values="cell")
@@ -109,7 +111,7 @@ def change_summary(changes: pd.DataFrame, names: dict[str, str] | None = None, d
     models = [m for m in names if m in present] + [m for m in present if m not in names]
     wide = wide[models].rename(columns=lambda m: names.get(m, m))
     truth = table.drop_duplicates(keys).set_index(keys)["gt_change_ml"]
-    wide.insert(0, "true change (mL)", [f"{v:+.{decimals}f}".replace("-", "−") for v in truth.reindex(wide.index)])
+    wide.insert(0, "true change (mL)", [signed(v) for v in truth.reindex(wide.index)])
     order = {r: i for i, r in enumerate(REGION_ORDER)}
     wide = wide.sort_index(key=lambda level: level.map(order) if level.name == "region" else level)
     wide.columns.name = None

@@ -318,7 +318,7 @@ def plot_boundary_slice(image: np.ndarray, signed: np.ndarray, gt_mask: np.ndarr
               loc="lower left", fontsize=7)
     ax.set_xlabel("mm")
     ax.set_ylabel("mm")
-    ax.set_title(f"{case_id} predicted {region} boundary, {plane} slice {index}".strip(), fontsize=9)
+    ax.set_title(f"{case_id}\npredicted {region} boundary, {plane} slice {index}".strip(), fontsize=9)
     return ax.figure
 
 
