@@ -162,35 +162,30 @@ def test_unknown_config_keys_and_cli_overrides(dataset, tmp_path):
     assert tr.TrainConfig.load(tmp_path / "cli" / "config.json").epochs == 1
 
 
-@pytest.mark.parametrize("schedule", ["poly", "cosine"])
-def test_schedules_decay_to_zero(schedule):
-    model = torch.nn.Linear(1, 1)
-    config = tr.TrainConfig(epochs=2, iterations_per_epoch=5, lr=1.0, schedule=schedule)
-    opt = tr.build_optimizer(model, config)
+def _learning_rates(config: tr.TrainConfig, steps: int) -> list[float]:
+    """The learning rate of each of ``steps`` iterations, then the one after the last."""
+    opt = tr.build_optimizer(torch.nn.Linear(1, 1), config)
     sched = tr.build_scheduler(opt, config)
     lrs = []
-    for _ in range(10):
+    for _ in range(steps):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
+    return lrs + [opt.param_groups[0]["lr"]]
+
+
+@pytest.mark.parametrize("schedule", ["poly", "cosine"])
+def test_schedules_decay_to_zero(schedule):
+    *lrs, after = _learning_rates(tr.TrainConfig(epochs=2, iterations_per_epoch=5, lr=1.0, schedule=schedule), 10)
     assert lrs[0] == 1.0 and all(x > y for x, y in zip(lrs, lrs[1:]))
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert after == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize("schedule", ["poly", "cosine"])
 def test_warmup_rises_linearly_then_follows_the_schedule(schedule):
     def rates(warmup):
-        model = torch.nn.Linear(1, 1)
-        config = tr.TrainConfig(epochs=2, iterations_per_epoch=10, lr=1.0, schedule=schedule,
-                                warmup_iterations=warmup)
-        opt = tr.build_optimizer(model, config)
-        sched = tr.build_scheduler(opt, config)
-        out = []
-        for _ in range(20):
-            out.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.step()
-        return out
+        return _learning_rates(tr.TrainConfig(epochs=2, iterations_per_epoch=10, lr=1.0, schedule=schedule,
+                                              warmup_iterations=warmup), 20)[:20]
 
     plain, warm = rates(0), rates(4)
     assert warm[:4] == pytest.approx([plain[i] * (i + 1) / 4 for i in range(4)])
