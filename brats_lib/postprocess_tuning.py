@@ -67,6 +67,30 @@ def _spacings(spacing, n: int) -> list[tuple[float, float, float]]:
     raise ValueError(f"spacing must be one (sx, sy, sz) triple or one per case ({n}), got shape {arr.shape}")
 
 
+def _checked_candidates(predictions: Sequence, ground_truths: Sequence,
+                        candidates: Mapping[str, Sequence[int]] | None) -> dict[str, Sequence[int]]:
+    """The threshold candidates (default :data:`DEFAULT_CANDIDATES`), checked, after checking that there are
+    as many ground truths as predictions (at least one)."""
+    if len(predictions) != len(ground_truths) or not predictions:
+        raise ValueError(f"need as many ground truths as predictions (≥ 1), got {len(predictions)} and "
+                         f"{len(ground_truths)}")
+    candidates = dict(DEFAULT_CANDIDATES if candidates is None else candidates)
+    for region, values in candidates.items():
+        check_thresholds({region: v for v in values})
+    return candidates
+
+
+def _paired_labels(predictions: Sequence[ArrayOrPath], ground_truths: Sequence[ArrayOrPath]
+                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The label maps of each (prediction, ground truth) pair, which must have the same shape."""
+    preds = [_as_label(p) for p in predictions]
+    gts = [_as_label(g) for g in ground_truths]
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        if p.shape != g.shape:
+            raise ValueError(f"case {i}: prediction shape {p.shape} differs from ground truth {g.shape}")
+    return preds, gts
+
+
 def region_scores(pred: np.ndarray, gt: np.ndarray, spacing) -> dict[str, float]:
     """Region → lesion-wise Dice of one (X, Y, Z) prediction against its ground truth (BraTS 2024 GLI)."""
     from .metrics import lesion_wise_results
@@ -99,17 +123,8 @@ def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Seque
     """
     from .progress import tqdm
 
-    if len(predictions) != len(ground_truths) or not predictions:
-        raise ValueError(f"need as many ground truths as predictions (≥ 1), got {len(predictions)} and "
-                         f"{len(ground_truths)}")
-    candidates = dict(DEFAULT_CANDIDATES if candidates is None else candidates)
-    for region, values in candidates.items():
-        check_thresholds({region: v for v in values})
-    preds = [_as_label(p) for p in predictions]
-    gts = [_as_label(g) for g in ground_truths]
-    for i, (p, g) in enumerate(zip(preds, gts)):
-        if p.shape != g.shape:
-            raise ValueError(f"case {i}: prediction shape {p.shape} differs from ground truth {g.shape}")
+    candidates = _checked_candidates(predictions, ground_truths, candidates)
+    preds, gts = _paired_labels(predictions, ground_truths)
     spacings = _spacings(spacing, len(preds))
     cache: dict[tuple[int, bytes], float] = {}
     order = [r for r in REGION_PROCESSING_ORDER if r in candidates]
@@ -209,21 +224,12 @@ def tune_postprocess(predictions: Sequence[ArrayOrPath], ground_truths: Sequence
         stores); with ``return_table`` a tuple of it and a DataFrame with columns ``step`` (region or rule),
         ``value``, ``score`` and ``chosen``.
     """
-    if len(predictions) != len(ground_truths) or not predictions:
-        raise ValueError(f"need as many ground truths as predictions (≥ 1), got {len(predictions)} and "
-                         f"{len(ground_truths)}")
-    candidates = dict(DEFAULT_CANDIDATES if candidates is None else candidates)
-    for region, values in candidates.items():
-        check_thresholds({region: v for v in values})
+    candidates = _checked_candidates(predictions, ground_truths, candidates)
     rule_candidates = dict(DEFAULT_RULE_CANDIDATES if rule_candidates is None else rule_candidates) if rules else {}
     for name, values in rule_candidates.items():
         for v in values:
             check_rules({name: v})
-    preds = [_as_label(p) for p in predictions]
-    gts = [_as_label(g) for g in ground_truths]
-    for i, (p, g) in enumerate(zip(preds, gts)):
-        if p.shape != g.shape:
-            raise ValueError(f"case {i}: prediction shape {p.shape} differs from ground truth {g.shape}")
+    preds, gts = _paired_labels(predictions, ground_truths)
     spacings = _spacings(spacing, len(preds))
     gt_keys = [_digest(g) + repr(sp).encode() for g, sp in zip(gts, spacings)]
     cache = {} if cache is None else cache
