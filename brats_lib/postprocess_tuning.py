@@ -92,11 +92,11 @@ def _paired_labels(predictions: Sequence[ArrayOrPath], ground_truths: Sequence[A
 
 
 def region_scores(pred: np.ndarray, gt: np.ndarray, spacing) -> dict[str, float]:
-    """Region → lesion-wise Dice of one (X, Y, Z) prediction against its ground truth (BraTS 2024 GLI)."""
-    from .metrics import lesion_wise_results
+    """Region → lesion-wise Dice of one (X, Y, Z) prediction against its ground truth (BraTS 2024 GLI): the
+    official ``LesionWise_Score_Dice``, computed without the distances the search does not use."""
+    from .metrics import lesion_wise_dice
 
-    results, _ = lesion_wise_results(pred, gt, spacing)
-    return dict(zip(results["Labels"], results[SCORE_COLUMN].astype(float)))
+    return lesion_wise_dice(pred, gt, spacing)
 
 
 def tune_postprocessing(predictions: Sequence[ArrayOrPath], ground_truths: Sequence[ArrayOrPath],

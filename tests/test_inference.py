@@ -5,6 +5,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 import pandas as pd
 import pytest
 import torch
@@ -213,6 +214,32 @@ def test_an_et_speck_is_relabelled_to_its_enclosing_label():
     assert not (out == 3).any()
     kept = remove_small_components(label, {"ET": 2})
     np.testing.assert_array_equal(kept, label)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_removal_works_on_the_tumour_box_with_the_same_result_as_on_the_whole_volume(seed):
+    """A random multi-label map whose labels touch every face (its box is the whole array) and the same
+    map inside a larger empty volume (processed on its box only) come out the same, every region at once."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((26, 24, 22)), 1.2)
+    label = np.digitize(field, np.quantile(field, [0.45, 0.6, 0.75, 0.9])).astype(np.uint8)
+    label = np.where(label > 0, (label + seed) % 4 + 1, 0).astype(np.uint8)
+    specks = rng.random(label.shape) > 0.995
+    label[specks] = rng.integers(1, 5, int(specks.sum()))
+    for axis in range(3):  # non-zero voxels on all six faces
+        for end in (0, -1):
+            face = [slice(None)] * 3
+            face[axis] = end
+            label[tuple(face)][0, 0] = 2
+    padded = np.zeros((40, 41, 39), np.uint8)
+    padded[7:33, 9:33, 5:27] = label
+    thresholds = {"WT": 30, "RC": 12, "TC": 20, "ET": 8, "NETC": 5, "SNFH": 6}
+    whole = remove_small_components(label, thresholds)
+    assert not np.array_equal(whole, label)  # the thresholds do remove components here
+    inside = remove_small_components(padded, thresholds)
+    np.testing.assert_array_equal(inside[7:33, 9:33, 5:27], whole)
+    assert not inside[:7].any() and not inside[33:].any()
+    assert remove_small_components(np.zeros((5, 6, 7), np.uint8), thresholds).shape == (5, 6, 7)
 
 
 def test_small_rc_components_and_threshold_validation():

@@ -306,6 +306,30 @@ def test_cropping_never_changes_a_result():
     pd.testing.assert_frame_equal(small_lesions, big_lesions)
 
 
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.9375, 0.9375, 1.5), (2.0, 2.0, 2.0)])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_lesion_wise_dice_alone_equals_the_full_results(seed, spacing):
+    """The distance-free scorer of the post-processing search gives the official Dice column exactly, on
+    multi-label maps with missed, matched, merged and false-positive lesions of every region."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((36, 38, 34)), 1.6)
+    gt = np.digitize(field, np.quantile(field, [0.7, 0.8, 0.88, 0.95])).astype(np.uint8)
+    gt = np.where(gt > 0, gt % 4 + 1, 0).astype(np.uint8)  # labels 1..4 in a shuffled order
+    pred = np.roll(gt, int(rng.integers(1, 4)), axis=int(rng.integers(0, 3)))
+    specks = rng.random(gt.shape) > 0.9993
+    pred[specks] = rng.integers(1, 5, int(specks.sum()))
+    pred = cube(pred.copy(), (2, 2, 2), 5, 2)  # a false-positive SNFH lesion
+    results, _ = lesion_wise_results(pred, gt, spacing)
+    dice = lw.lesion_wise_dice(pred, gt, spacing)
+    assert list(dice) == list(REGION_ORDER)
+    for region, value in dice.items():
+        assert value == row(results, region).LesionWise_Score_Dice, region
+    # and a case with no prediction at all, and one with nothing in either map
+    assert lw.lesion_wise_dice(np.zeros_like(gt), gt, spacing) == dict(
+        zip(results["Labels"], lesion_wise_results(np.zeros_like(gt), gt, spacing)[0]["LesionWise_Score_Dice"]))
+    assert set(lw.lesion_wise_dice(blank(), blank()).values()) == {1.0}
+
+
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         lesion_wise_results(np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 5), np.uint8))

@@ -103,6 +103,23 @@ def test_lesion_table_is_identical_row_by_row(command_output, name):
         assert np.array_equal(ours, theirs), f"{name} {column}: {ours.tolist()} != {theirs.tolist()}"
 
 
+@pytest.mark.parametrize("name", NAMES or ["<none>"])
+def test_distance_free_lesion_wise_dice_equals_the_official_column(name):
+    """The Dice-only scorer that the post-processing search calls gives the official values bit for bit."""
+    require_reference()
+    from brats_lib.io import load_label
+    from brats_lib.metrics import lesion_wise_dice
+    from brats_lib.metrics.evaluate import load_prediction
+
+    pred, spacing = load_prediction(REFERENCE / "pairs" / "pred" / f"{name}.nii.gz")
+    gt = load_label(REFERENCE / "pairs" / "gt" / f"{name}.nii.gz")
+    official = pd.read_csv(REFERENCE / "official" / f"{name}.results.csv")
+    dice = lesion_wise_dice(pred, gt, spacing)
+    assert list(dice) == list(official["Labels"])
+    assert np.array_equal(np.array(list(dice.values()), dtype=np.float64),
+                          official["LesionWise_Score_Dice"].to_numpy(dtype=np.float64))
+
+
 def test_clean_columns_differ_from_the_quirky_ones_somewhere(command_output):
     """The reference cases exercise the labelled-map quirks, so the clean values must differ there."""
     table, _ = command_output

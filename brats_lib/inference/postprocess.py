@@ -113,6 +113,18 @@ def _enclosing_label(out: np.ndarray, components: np.ndarray, index: int, box: t
     return best
 
 
+def _foreground_box(label: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of the non-zero voxels of a 3D map (``None`` when there are none)."""
+    box = []
+    for axis in range(label.ndim):
+        other = tuple(a for a in range(label.ndim) if a != axis)
+        present = np.flatnonzero(np.any(label, axis=other))
+        if present.size == 0:
+            return None
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)
+
+
 def remove_small_components(label: np.ndarray, thresholds: Mapping[str, int] | None = DEFAULT_THRESHOLDS
                             ) -> np.ndarray:
     """Remove connected components smaller than a per-region voxel count (rules in the module docstring).
@@ -125,7 +137,13 @@ def remove_small_components(label: np.ndarray, thresholds: Mapping[str, int] | N
         a new (X, Y, Z) uint8 map; ``label`` is not modified.
     """
     thresholds = check_thresholds(thresholds)
-    out = np.array(label, dtype=np.uint8, copy=True)
+    result = np.array(label, dtype=np.uint8, copy=True)
+    box = _foreground_box(result)
+    if box is None:
+        return result
+    # every component and the tumour labels around it lie inside the box of the non-zero voxels (outside it
+    # is background, which is never a replacement label), so the work is done on that view alone
+    out = result[box]
     for region in REGION_PROCESSING_ORDER:
         threshold = thresholds.get(region, 0)
         if threshold <= 1:
@@ -144,11 +162,11 @@ def remove_small_components(label: np.ndarray, thresholds: Mapping[str, int] | N
         candidates = tuple(v for v in TUMOUR_LABELS if v not in REGIONS[region])
         boxes = ndimage.find_objects(components)
         for index in small:
-            box = boxes[index - 1]
-            target = _enclosing_label(out, components, int(index), box, candidates)
-            view = out[box]
-            view[components[box] == index] = target
-    return out
+            component_box = boxes[index - 1]
+            target = _enclosing_label(out, components, int(index), component_box, candidates)
+            view = out[component_box]
+            view[components[component_box] == index] = target
+    return result
 
 
 def load_postprocessing(run_dir: str | Path) -> dict[str, int] | None:

@@ -9,7 +9,7 @@
 
 from .confusion import label_confusion
 from .evaluate import LabelConventionWarning, evaluate_folders, score_case, summarise
-from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_results
+from .lesionwise import CLEAN_COLUMNS, LESION_COLUMNS, RESULT_COLUMNS, lesion_wise_dice, lesion_wise_results
 from .surface import fast_hd95, hd95, surface_distances
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "fast_hd95",
     "hd95",
     "label_confusion",
+    "lesion_wise_dice",
     "lesion_wise_results",
     "score_case",
     "summarise",

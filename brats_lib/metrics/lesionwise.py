@@ -315,7 +315,7 @@ def _lesion_dice(n_intersection: int, n_gt: int, n_pred: int) -> float:
 
 
 def score_lesions(
-    gt: np.ndarray, pred: np.ndarray, iterations: int, spacing
+    gt: np.ndarray, pred: np.ndarray, iterations: int, spacing, distances: bool = True
 ) -> tuple[list[LesionScore], list[int]]:
     """Match GT lesions with prediction lesions and score each GT lesion.
 
@@ -323,6 +323,8 @@ def score_lesions(
         gt, pred: (X, Y, Z) int32 final lesion maps of one region.
         iterations: dilation iterations of the GT lesion that defines its neighbourhood.
         spacing: voxel size (mm).
+        distances: compute each matched lesion's HD95; without them a matched lesion's ``hd95`` is NaN
+            (an unmatched one still gets the penalty) and the Dice values are the same.
     Returns:
         (scores of GT lesions 1..max(gt), sorted ids of the unmatched prediction lesions).
     """
@@ -347,7 +349,7 @@ def score_lesions(
             p = np.isin(pred[union], matched)
             n_pred = int(pred_sizes[matched].sum())
             n_inter = int(np.count_nonzero(g & p))
-            distance = hd95(g, p, spacing)
+            distance = hd95(g, p, spacing) if distances else np.nan
         else:
             n_pred = n_inter = 0
             distance = np.inf
@@ -494,6 +496,38 @@ def score_region(region: str, gt: np.ndarray, pred: np.ndarray, spacing, n_outsi
     return row, lesions
 
 
+def _lesion_map_crops(pred: np.ndarray, gt: np.ndarray, spacing):
+    """Checked inputs → (spacing, final GT lesion maps, final prediction lesion maps, voxels outside the crop)."""
+    pred = np.asarray(pred)
+    gt = np.asarray(gt)
+    if pred.shape != gt.shape or pred.ndim != 3:
+        raise ValueError(f"prediction shape {pred.shape} and ground-truth shape {gt.shape} must be equal 3D")
+    spacing = tuple(float(s) for s in spacing)
+    box = _case_box(gt, pred)
+    if box is None:
+        box = tuple(slice(0, 1) for _ in range(3))
+    gt_crop, pred_crop = gt[box], pred[box]
+    n_outside = gt.size - gt_crop.size
+    return (spacing, lesion_maps(gt_crop, is_prediction=False), lesion_maps(pred_crop, is_prediction=True),
+            n_outside)
+
+
+def lesion_wise_dice(pred: np.ndarray, gt: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> dict[str, float]:
+    """Region → the official ``LesionWise_Score_Dice`` of one case, without any distance.
+
+    The same lesion maps, matching and Dice as :func:`lesion_wise_results` (the values are identical), but
+    no HD95, sensitivity or specificity: about three times faster, for searches that score many candidate
+    maps by lesion-wise Dice alone (post-processing tuning).
+    """
+    spacing, gt_lesions, pred_lesions, _ = _lesion_map_crops(pred, gt, spacing)
+    scores = {}
+    for region in REGION_ORDER:
+        lesions, false_positives = score_lesions(gt_lesions[region], pred_lesions[region],
+                                                 DILATION_ITERATIONS[region], spacing, distances=False)
+        scores[region] = lesionwise_scores(lesions, len(false_positives), LESION_THRESHOLD[region])[0]
+    return scores
+
+
 def lesion_wise_results(pred: np.ndarray, gt: np.ndarray, spacing=(1.0, 1.0, 1.0)):
     """BraTS 2024 GLI lesion-wise results of one case, as the official ``get_LesionWiseResults``.
 
@@ -507,18 +541,7 @@ def lesion_wise_results(pred: np.ndarray, gt: np.ndarray, spacing=(1.0, 1.0, 1.0
         lesions: one row per GT lesion, columns :data:`LESION_COLUMNS` (``predicted_lesion_numbers`` a
             list of ints).
     """
-    pred = np.asarray(pred)
-    gt = np.asarray(gt)
-    if pred.shape != gt.shape or pred.ndim != 3:
-        raise ValueError(f"prediction shape {pred.shape} and ground-truth shape {gt.shape} must be equal 3D")
-    spacing = tuple(float(s) for s in spacing)
-    box = _case_box(gt, pred)
-    if box is None:
-        box = tuple(slice(0, 1) for _ in range(3))
-    gt_crop, pred_crop = gt[box], pred[box]
-    n_outside = gt.size - gt_crop.size
-    gt_lesions = lesion_maps(gt_crop, is_prediction=False)
-    pred_lesions = lesion_maps(pred_crop, is_prediction=True)
+    spacing, gt_lesions, pred_lesions, n_outside = _lesion_map_crops(pred, gt, spacing)
     rows, lesion_rows = [], []
     for region in REGION_ORDER:
         row, lesions = score_region(region, gt_lesions[region], pred_lesions[region], spacing, n_outside)
