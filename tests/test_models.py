@@ -109,6 +109,16 @@ def test_region_targets_and_decoding_round_trip():
     assert torch.equal(decode_logits(onehot * 3, "softmax"), label.to(torch.uint8))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_softmax_decoding_is_argmax_with_the_first_channel_on_ties(dtype):
+    """Ties (integer-valued scores) go to the lowest label, exactly as torch.argmax over the channels."""
+    scores = torch.randint(0, 3, (2, 5, 9, 10, 11), generator=torch.Generator().manual_seed(0)).to(dtype)
+    expected = scores.argmax(dim=1).to(torch.uint8)
+    assert torch.equal(decode_logits(scores, "softmax"), expected)
+    assert torch.equal(decode_probabilities(scores, "softmax"), expected)
+    assert decode_logits(scores, "softmax").dtype == torch.uint8
+
+
 def test_tiny_model_overfits_one_patch():
     torch.manual_seed(0)
     from brats_lib.losses import CrossEntropyLoss

@@ -38,6 +38,15 @@ def region_targets(label: torch.Tensor) -> torch.Tensor:
     return torch.stack(channels, dim=1).float()
 
 
+def _channel_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """(B, C, ...) → (B, ...) uint8 index of the largest channel, the first one on ties (as ``argmax``).
+
+    ``max(dim=1).indices`` gives the same indices as ``argmax(dim=1)`` but on CPU about 15 times faster for
+    a reduction over the channels of a (B, 5, X, Y, Z) tensor (argmax walks the strided channel axis).
+    """
+    return scores.max(dim=1).indices.to(torch.uint8)
+
+
 def probabilities(logits: torch.Tensor, mode: str) -> torch.Tensor:
     """(B, C, ...) logits → probabilities: softmax over channels or per-channel sigmoid."""
     num_outputs(mode)
@@ -49,7 +58,7 @@ def decode_probabilities(probs: torch.Tensor, mode: str, threshold: float = 0.5)
     if probs.shape[1] != num_outputs(mode):
         raise ValueError(f"{mode} expects {num_outputs(mode)} channels, got {probs.shape[1]}")
     if mode == "softmax":
-        return probs.argmax(dim=1).to(torch.uint8)
+        return _channel_argmax(probs)
     wt, tc, et, rc = (probs[:, i] > threshold for i in range(4))
     label = torch.zeros(wt.shape, dtype=torch.uint8, device=probs.device)
     label[rc & ~wt] = RC
@@ -63,5 +72,5 @@ def decode_logits(logits: torch.Tensor, mode: str, threshold: float = 0.5) -> to
     """(B, C, X, Y, Z) logits → (B, X, Y, Z) uint8 labels (see :func:`decode_probabilities`)."""
     if mode == "softmax":
         num_outputs(mode)
-        return logits.argmax(dim=1).to(torch.uint8)
+        return _channel_argmax(logits)
     return decode_probabilities(probabilities(logits, mode), mode, threshold)
