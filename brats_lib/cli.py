@@ -12,7 +12,7 @@ Subcommands::
     brats sweep      --notebook NB --grid FILE.yml --out DIR [--jobs N] [--only NAME ...] [--print-commands]
     brats gan-train  --config FILE [--set KEY=JSON ...] [--override]
     brats gan-synth  --run RUN --data DIR --out DIR --n N --seed S [--split NAME] [--start K] [--device D]
-                     [--method gan|copy_paste]
+                     [--method gan|copy_paste] [--elastic-sigma VOXELS]
 
 Each subcommand registers itself with a ``_add_<name>`` function below; its handler imports the library
 module lazily so that ``brats --help`` stays fast. A user fault (:class:`~brats_lib.errors.BratsUserError`,
@@ -257,13 +257,16 @@ def _add_gan_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:1 …")
     p.add_argument("--method", choices=("gan", "copy_paste"), default="gan",
                    help="fill the inserted region with the GAN (default) or the donor's own voxels (the baseline)")
+    p.add_argument("--elastic-sigma", type=float, default=2.0, metavar="VOXELS",
+                   help="scale of the inserted label's random elastic deformation (default 2 voxels; 0: none)")
 
     def run(args: argparse.Namespace) -> int:
         from .gan.synth import split_case_ids, synthesise
 
         ids = split_case_ids(args.run, args.split) if args.split else None
         records = synthesise(args.run, args.data, args.out, args.n, seed=args.seed, case_ids=ids, start=args.start,
-                             device=args.device, progress=sys.stderr.isatty(), method=args.method)
+                             device=args.device, progress=sys.stderr.isatty(), method=args.method,
+                             elastic_sigma=args.elastic_sigma)
         print(f"wrote {len(records)} case(s) and provenance.csv to {args.out}")
         return 0
 

@@ -233,10 +233,13 @@ def test_synthesis_writes_valid_cases_with_the_inserted_label_and_the_source_els
         assert new.image.shape == source.image.shape and np.allclose(new.geometry.affine, source.geometry.affine)
         assert record.donor != record.source
         inserted = new.label != source.label
-        # the old label is kept; the new voxels are the donor's tumour (same count per label: flips/turns only)
+        # the old label is kept; the new voxels are the donor's tumour, flipped, turned and elastically deformed
+        # (the same labels, each within a third of its volume; exact counts without deformation: test below)
         assert np.array_equal(new.label[~inserted], source.label[~inserted]) and not (source.label[inserted] > 0).any()
+        assert record.elastic_sigma == gs.ELASTIC_SIGMA
         for k in (1, 2, 3, 4):
-            assert int((new.label[inserted] == k).sum()) == int((donor.label == k).sum()), k
+            n_new, n_donor = int((new.label[inserted] == k).sum()), int((donor.label == k).sum())
+            assert (n_new == 0) == (n_donor == 0) and abs(n_new - n_donor) <= n_donor / 3 + 8, (k, n_new, n_donor)
         # inside the brain, off the existing tumour
         brain = source.image.any(0)
         assert brain[inserted].all()
@@ -254,6 +257,49 @@ def test_synthesis_writes_valid_cases_with_the_inserted_label_and_the_source_els
             b = nib.load(tmp_path / "again" / cid / name).get_fdata()
             assert np.array_equal(a, b)
     assert not list(out.glob(".*"))
+
+
+def test_without_deformation_the_inserted_tumour_is_the_donors_voxel_for_voxel(dataset, gan_run, tmp_path):
+    """σ = 0: flips and turns only, so every label keeps its exact count; the default σ changes the shape."""
+    flat = gs.synthesise(gan_run, dataset / "raw", tmp_path / "flat", 1, seed=3, elastic_sigma=0)
+    bent = gs.synthesise(gan_run, dataset / "raw", tmp_path / "bent", 1, seed=3)
+    assert flat[0].elastic_sigma == 0 and bent[0].elastic_sigma == gs.ELASTIC_SIGMA
+    raw = {c.case_id: c for c in discover_cases(dataset / "raw")}
+    new = load_case(discover_cases(tmp_path / "flat")[0])
+    source, donor = load_case(raw[flat[0].source]), load_case(raw[flat[0].donor])
+    inserted = new.label != source.label
+    for k in (1, 2, 3, 4):
+        assert int((new.label[inserted] == k).sum()) == int((donor.label == k).sum()), k
+    # the same source, donor and turns draw the same piece; deformed, it is no longer a flipped copy
+    piece, flips, k, _ = gs.transformed_piece(donor.label, np.random.default_rng(0))
+    field = gs.elastic_field(np.array(piece.shape) + 2 * gs.elastic_margin(2.0), np.random.default_rng(1), 2.0)
+    bent_piece = gs.deform(np.pad(piece, gs.elastic_margin(2.0)), field, order=0)
+    assert set(np.unique(bent_piece)) <= set(np.unique(piece))
+    assert not np.array_equal(bent_piece, np.pad(piece, gs.elastic_margin(2.0)))
+    assert (bent_piece[[0, -1]] == 0).all() and (bent_piece[:, [0, -1]] == 0).all() and (bent_piece[..., [0, -1]] == 0).all()
+
+
+def test_elastic_field_is_seeded_smooth_and_bounded():
+    a = gs.elastic_field((30, 24, 20), np.random.default_rng(4), 2.0)
+    assert a.shape == (3, 30, 24, 20) and a.dtype == np.float32
+    assert np.array_equal(a, gs.elastic_field((30, 24, 20), np.random.default_rng(4), 2.0))
+    assert np.abs(a).max() <= 3 * 2.0 and a.std() > 0.5
+    assert max(np.abs(np.diff(a, axis=ax)).max() for ax in (1, 2, 3)) <= 0.5 + 1e-6  # smooth, no folding
+    assert not gs.elastic_field((5, 6, 7), np.random.default_rng(4), 0).any() and gs.elastic_margin(0) == 0
+    assert gs.elastic_margin(2.0) == 6
+
+
+def test_deform_resamples_at_the_displaced_voxel():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 5, (6, 7, 8)).astype(np.uint8)
+    field = np.zeros((3, 6, 7, 8), np.float32)
+    field[0] = 1.0  # every voxel takes the value one voxel further along x, 0 beyond the edge
+    out = gs.deform(label, field, order=0)
+    assert out.dtype == np.uint8 and np.array_equal(out[:-1], label[1:]) and not out[-1].any()
+    image = rng.random((4, 6, 7, 8)).astype(np.float32)
+    moved = gs.deform(image, field, order=1)
+    assert moved.shape == image.shape and np.allclose(moved[:, :-1], image[:, 1:])
+    assert np.array_equal(gs.deform(label, np.zeros_like(field), order=0), label)
 
 
 def test_synthesis_gives_up_after_bounded_tries(dataset, gan_run, tmp_path):
@@ -274,6 +320,9 @@ class _NeverFits:
     def random(self):
         return self.rng.random()
 
+    def normal(self, *args, **kwargs):
+        return self.rng.normal(*args, **kwargs)
+
 
 # ------------------------------------------------------------------------------------------------ CLI
 
@@ -291,6 +340,7 @@ def test_cli_gan_synth_errors_write_nothing(capsys, dataset, gan_run, tmp_path):
     out = tmp_path / "out"
     base = ["gan-synth", "--data", dataset / "raw", "--out", out, "--seed", "0"]
     _fails(capsys, base + ["--run", gan_run, "--n", "0"], "positive number of cases", out)
+    _fails(capsys, base + ["--run", gan_run, "--n", "1", "--elastic-sigma", "-1"], "elastic deformation sigma", out)
     _fails(capsys, base + ["--run", tmp_path / "absent", "--n", "1"], "run directory does not exist", out)
     seg_run = tmp_path / "seg_run"
     seg_run.mkdir()

@@ -3,8 +3,10 @@
 For each new case (all randomness from ``default_rng((seed, i))``, so a seed gives the same bytes):
 
 1. a **source** case and a **donor** case (another patient where there is one) are drawn from the labelled
-   cases; the donor's whole tumour label (its bounding box) is flipped along random axes and turned by a
-   random multiple of 90° in the axial plane;
+   cases; the donor's whole tumour label (its bounding box) is flipped along random axes, turned by a
+   random multiple of 90° in the axial plane and **elastically deformed** (a smooth random displacement field,
+   :func:`elastic_field`: σ = ``elastic_sigma`` voxels on control points 16 voxels apart, nearest-neighbour
+   resampling of the labels; 0 turns it off);
 2. it is **placed** at a random brain voxel of the source such that every inserted tumour voxel lies in the
    brain (non-zero in some contrast) and the inpainting region (the inserted tumour dilated by the run's
    ``dilation`` × its resolution factor) does not touch the existing tumour; after ``max_tries`` failed
@@ -17,14 +19,14 @@ For each new case (all randomness from ``default_rng((seed, i))``, so a seed giv
    mean and spread of the generated voxels on the inner border of the region to those of the real voxels
    just outside it (the spread ratio bounded to [0.5, 2]), then clipped to the source's intensity range;
    (with ``method="copy_paste"``, the baseline without a GAN, the region gets the donor's own voxels instead,
-   flipped and turned as its label was, then matched the same way; a seed gives the same placements either way);
+   flipped, turned and deformed as its label was (trilinear), then matched the same way; a seed gives the same placements either way);
 5. only the region's brain voxels are replaced; the new label is the source's label with the inserted one
    written into it (they do not overlap). Every other voxel is the source's, bit for bit.
 
 Cases are written in the official 2024 layout (``BraTS-GLI-<start + i>-000/…-t1n.nii.gz`` …, float32 images,
 uint8 label) on the source's grid with :mod:`brats_lib.io`'s atomic writers, each case into a hidden folder
 renamed into place when complete; ``provenance.csv`` names each case's source, donor, placement, flips,
-rotation and tries. Inputs are checked before anything is written.
+rotation, deformation scale and tries. Inputs are checked before anything is written.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 
 from .._atomic import write_text_atomic
@@ -58,6 +61,14 @@ METHODS = ("gan", "copy_paste")
 #: Context (voxels of the GAN grid) kept on every side of the inpainting region inside the crop.
 CONTEXT = 4
 
+#: Default displacement scale (voxels of the source grid, σ of :func:`elastic_field`) of the inserted label's
+#: elastic deformation, and the spacing of the field's control points (voxels).
+ELASTIC_SIGMA = 2.0
+ELASTIC_CONTROL_SPACING = 16.0
+#: Largest change of the elastic displacement between neighbouring voxels (voxels per voxel): below 1, the
+#: deformation does not fold the label onto itself.
+MAX_ELASTIC_GRADIENT = 0.5
+
 
 @dataclass
 class Insertion:
@@ -71,6 +82,7 @@ class Insertion:
     centre_z: int
     flips: str  # axes flipped, e.g. "0,2"
     rot90: int  # quarter turns in the axial (x, y) plane
+    elastic_sigma: float  # displacement scale of the label's elastic deformation (voxels; 0: none)
     tries: int
     crop_size: int  # GAN-grid voxels
     inserted_voxels: int
@@ -99,6 +111,50 @@ def transformed_piece(label: np.ndarray, rng: np.random.Generator) -> tuple[np.n
     flips = [a for a in range(3) if rng.random() < 0.5]
     k = int(rng.integers(4))
     return transform(piece, flips, k), flips, k, lo
+
+
+def elastic_margin(sigma: float) -> int:
+    """Voxels by which a piece is padded before an elastic deformation of displacement scale ``sigma``: the
+    largest displacement :func:`elastic_field` allows (3 σ), rounded up."""
+    return int(math.ceil(3.0 * sigma)) if sigma > 0 else 0
+
+
+def elastic_field(shape: Sequence[int], rng: np.random.Generator, sigma: float,
+                  control_spacing: float = ELASTIC_CONTROL_SPACING) -> np.ndarray:
+    """A smooth random displacement field (3, X, Y, Z) float32 in voxels over a box of ``shape``.
+
+    Displacements drawn N(0, σ²) per axis on a coarse grid of control points about ``control_spacing`` voxels
+    apart (at least 2 per axis), interpolated with cubic splines to every voxel, clipped to ±3 σ (so that a
+    piece padded by :func:`elastic_margin` keeps its whole tumour) and scaled down where needed so that the
+    displacement changes by at most half a voxel from one voxel to the next (no folding). ``sigma`` ≤ 0 gives
+    zeros.
+    """
+    shape = tuple(int(s) for s in shape)
+    if sigma <= 0:
+        return np.zeros((3, *shape), np.float32)
+    points = [max(2, int(math.ceil(s / control_spacing)) + 1) for s in shape]
+    coarse = rng.normal(0.0, sigma, (3, *points))
+    where = np.meshgrid(*[np.linspace(0, p - 1, s) for p, s in zip(points, shape)], indexing="ij")
+    field = np.stack([ndimage.map_coordinates(c, where, order=3, mode="nearest") for c in coarse])
+    limit = 3.0 * sigma
+    field = np.clip(field, -limit, limit)
+    steepest = max((float(np.abs(np.diff(field, axis=a)).max()) for a in (1, 2, 3) if field.shape[a] > 1),
+                   default=0.0)
+    if steepest > MAX_ELASTIC_GRADIENT:
+        field *= MAX_ELASTIC_GRADIENT / steepest
+    return field.astype(np.float32)
+
+
+def deform(volume: np.ndarray, field: np.ndarray, order: int) -> np.ndarray:
+    """``volume`` (X, Y, Z) or (C, X, Y, Z) resampled at ``voxel + field`` (0 outside): ``order`` 0 (nearest) for
+    labels, 1 (trilinear) for images; the dtype is kept. A zero field returns a copy."""
+    if not field.any():
+        return np.array(volume, copy=True)
+    where = np.indices(field.shape[1:], dtype=np.float32) + field
+    channels = volume[None] if volume.ndim == 3 else volume
+    out = np.stack([ndimage.map_coordinates(c, where, order=order, mode="constant", cval=0, output=c.dtype)
+                    for c in channels])
+    return out[0] if volume.ndim == 3 else out
 
 
 def transform(volume: np.ndarray, flips: Sequence[int], k: int) -> np.ndarray:
@@ -149,12 +205,15 @@ class Synthesiser:
 
     def __init__(self, run: str | Path, data_dir: str | Path, case_ids: Sequence[str] | None = None,
                  device: str | torch.device = "cpu", max_tries: int = 200, tries_per_pair: int = 20,
-                 method: str = "gan"):
+                 method: str = "gan", elastic_sigma: float = ELASTIC_SIGMA):
         from ..device import resolve_device
 
         if method not in METHODS:
             raise BratsConfigError(f"synthesis method must be one of {list(METHODS)}, got {method!r}")
         self.method = method
+        if isinstance(elastic_sigma, bool) or not isinstance(elastic_sigma, (int, float)) or not 0 <= elastic_sigma <= 10:
+            raise BratsConfigError(f"elastic deformation sigma must be a number of voxels in [0, 10], got {elastic_sigma!r}")
+        self.elastic_sigma = float(elastic_sigma)
 
         self.device = resolve_device(device)
         self.generator, self.config = load_gan_run(run, device=self.device)
@@ -213,6 +272,11 @@ class Synthesiser:
                 source = self._load_source(source_case)
                 piece, flips, k, lo = transformed_piece(self._label(donor), rng)
                 r = self.dilation_full
+                # the elastic field covers the region's frame: the piece padded by the deformation's margin
+                # and the dilation; the label is deformed in it and the dilation margin cut off again
+                margin = elastic_margin(self.elastic_sigma)
+                field = elastic_field(np.array(piece.shape) + 2 * (margin + r), rng, self.elastic_sigma)
+                piece = deform(np.pad(piece, margin + r), field, order=0)[(slice(r, -r or None),) * 3]
                 region = _dilate_np(np.pad(piece > 0, r), r)
                 occupied = source.label > 0
                 tried.append(f"{donor.case_id} into {source_case.case_id}")
@@ -227,7 +291,8 @@ class Synthesiser:
             vol, win = _window(rstart, region.shape, source.brain.shape)
             if (occupied[vol] & region[win]).any():
                 continue
-            return source, donor, piece, region, start, {"flips": flips, "rot90": k, "tries": attempt + 1, "lo": lo}
+            return source, donor, piece, region, start, {"flips": flips, "rot90": k, "tries": attempt + 1,
+                                                         "lo": lo - margin, "field": field}
         raise BratsInputError(f"no place for an inserted tumour inside the brain and away from the existing "
                               f"tumour after {self.max_tries} tries ({'; '.join(tried[-3:])}); the cases' brains "
                               "may be too small for their tumours")
@@ -273,6 +338,7 @@ class Synthesiser:
             donor_image, _ = load_image(donor)
             shape = tuple(region.shape[i] for i in ((1, 0, 2) if details["rot90"] % 2 else (0, 1, 2)))
             block = transform(read_window(donor_image, details["lo"] - r, shape), details["flips"], details["rot90"])
+            block = deform(block, details["field"], order=1)
             generated = np.zeros((4,) + (full,) * 3, np.float32)
             generated[(slice(None),) + tuple(slice(s - r, s - r + n) for s, n in zip(pstart, region.shape))] = block
         # match each contrast to the tissue around the region
@@ -296,7 +362,8 @@ class Synthesiser:
         put = inserted[win] > 0
         label_view[put] = inserted[win][put]
         provenance = Insertion(case_id, source.case.case_id, donor.case_id, *(int(v) for v in centre),
-                               ",".join(map(str, details["flips"])), details["rot90"], details["tries"], size,
+                               ",".join(map(str, details["flips"])), details["rot90"], self.elastic_sigma,
+                               details["tries"], size,
                                int((piece > 0).sum()))
         return image, label, source, provenance
 
@@ -322,8 +389,8 @@ def split_case_ids(run: str | Path, split: str) -> list[str]:
 
 def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: int, seed: int = 0,
                case_ids: Sequence[str] | None = None, start: int = 90000, device: str = "cpu",
-               max_tries: int = 200, progress: bool = False, replace: bool = False, method: str = "gan"
-               ) -> list[Insertion]:
+               max_tries: int = 200, progress: bool = False, replace: bool = False, method: str = "gan",
+               elastic_sigma: float = ELASTIC_SIGMA) -> list[Insertion]:
     """Write ``n`` new cases ``BraTS-GLI-<start + i>-000`` into ``out_dir``; returns their provenance.
 
     ``method``: ``gan`` (inpaint), or ``copy_paste`` (the donor's voxels, intensity-matched: the baseline; the
@@ -344,7 +411,8 @@ def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: in
     clash = [i for i in ids if (out_dir / i).exists()]
     if clash and not replace:
         raise BratsConfigError(f"{out_dir / clash[0]}: already exists; choose a new --out (or --start)")
-    synth = Synthesiser(run, data_dir, case_ids, device=device, max_tries=max_tries, method=method)
+    synth = Synthesiser(run, data_dir, case_ids, device=device, max_tries=max_tries, method=method,
+                        elastic_sigma=elastic_sigma)
     records: list[Insertion] = []
     for i, case_id in enumerate(tqdm(ids, desc="gan-synth", disable=not progress)):
         image, label, source, provenance = synth.make_case(i, seed, case_id)
@@ -371,4 +439,5 @@ def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: in
     return records
 
 
-__all__ = ["METHODS", "Insertion", "Synthesiser", "split_case_ids", "synthesise", "transform", "transformed_piece"]
+__all__ = ["ELASTIC_SIGMA", "METHODS", "Insertion", "Synthesiser", "deform", "elastic_field", "elastic_margin",
+           "split_case_ids", "synthesise", "transform", "transformed_piece"]
