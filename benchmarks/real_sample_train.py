@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--variants", default="none,size,rules",
                         help="post-processing variants scored with --cv (none, size, rules)")
     parser.add_argument("--augment", default="default", help="training augmentation: default, strong or none")
+    parser.add_argument("--output-mode", choices=("softmax", "regions"), default="softmax",
+                        help="softmax over the 5 labels (default) or sigmoid region outputs WT, TC, ET, RC "
+                             "(region-based training, as the BraTS winners)")
     parser.add_argument("--postprocess-from", default=None, metavar="CV_DIR",
                         help="tune postprocess.json (thresholds + rules) on the out-of-fold predictions of a "
                              "finished --cv directory and save it with the run")
@@ -135,7 +138,7 @@ def train_config(args) -> dict:
         patch_size=args.patch, batch_size=args.batch, epochs=1000, iterations_per_epoch=args.iterations,
         val_patches=args.val_patches, device=args.device, workers=args.workers, time_limit_minutes=args.minutes,
         preprocess={"downsample": args.downsample},
-        augment=False if args.augment == "none" else args.augment,
+        augment=False if args.augment == "none" else args.augment, output_mode=args.output_mode,
     )
 
 
