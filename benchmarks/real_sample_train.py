@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--features", default="16,32,64,128")
     parser.add_argument("--iterations", type=int, default=25, help="iterations per epoch")
+    parser.add_argument("--epochs", type=int, default=1000,
+                        help="at most this many epochs (default: train until --minutes is spent); with a generous "
+                             "--minutes, a fixed number of steps whatever the machine's load")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-tta", action="store_true")
@@ -135,7 +138,7 @@ def train_config(args) -> dict:
     return dict(
         cache_dir=args.cache_dir,
         model={"name": "resunet3d", "features_per_stage": [int(f) for f in args.features.split(",")]},
-        patch_size=args.patch, batch_size=args.batch, epochs=1000, iterations_per_epoch=args.iterations,
+        patch_size=args.patch, batch_size=args.batch, epochs=args.epochs, iterations_per_epoch=args.iterations,
         val_patches=args.val_patches, device=args.device, workers=args.workers, time_limit_minutes=args.minutes,
         preprocess={"downsample": args.downsample},
         augment=False if args.augment == "none" else args.augment, output_mode=args.output_mode,
