@@ -17,10 +17,10 @@ DATA_DIR ?= data/synthetic
 PYTEST_ARGS ?= --durations=25
 PORT ?= 8866
 
-.PHONY: venv assets chromium data notebooks book demo study test app clean distclean help
+.PHONY: venv assets chromium data notebooks book demo study real test app clean distclean help
 
 help:
-	@echo "targets: venv assets chromium data notebooks book demo study test app clean distclean (PROFILE=$(PROFILE))"
+	@echo "targets: venv assets chromium data notebooks book demo study real test app clean distclean (PROFILE=$(PROFILE))"
 
 # --- set-up ------------------------------------------------------------------------------------------
 VOILA_TEMPLATE := $(VENV)/share/jupyter/voila/templates/brats
@@ -81,6 +81,16 @@ demo:
 # (about 45 minutes on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
 study: venv data
 	$(PY) scripts/run_notebooks.py --profile study --only 11_architecture_study --out book/executed
+
+# the real-data chapter (notebook 12, profile `real`): patient-level 3-fold cross-validations of the real sample
+# cases (../shared/data/real), 15 minutes of training per fold, without and with 6 domain-randomised synthetic
+# cases; about 52 minutes each on 2 CPU cores (a finished one is only read again), then the chapter into the book
+REAL_CV = $(PY) benchmarks/real_sample_train.py --cv 3 --minutes 15 --cache-dir runs/real-cv/cache --no-tta
+real: venv
+	@test -d ../shared/data/real || { echo "real: ../shared/data/real not found (the real sample cases)" >&2; exit 2; }
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6 --synthetic 6
+	$(PY) scripts/run_notebooks.py --profile real --only 12_real_data --out book/executed
 
 # --- tests ---------------------------------------------------------------------------------------------
 test: venv assets chromium

@@ -15,6 +15,11 @@ predictions), and prints per-fold and mean figures with n:
 
     python benchmarks/real_sample_train.py --cv 3 --minutes 4 --cv-dir runs/real-cv/baseline
 
+``--synthetic N`` adds N domain-randomised synthetic cases (``brats synth --randomise``, untreated
+variant by default, as most real sample cases) to the training set of every fold; they are never scored:
+
+    python benchmarks/real_sample_train.py --cv 3 --epochs 11 --minutes 60 --synthetic 6 --cv-dir runs/real-cv/dr6
+
 A cross-validation directory whose folds are done is only re-scored (so the scoring can be re-run alone).
 The real cases are read in place and never copied; the cache goes to ``--cache-dir``.
 """
@@ -41,9 +46,6 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
 #: Held-out patients: not duplicated across the two releases (00000 and 00002 are in both).
 HELD_OUT = ("BraTS2021_00006", "BraTS2021_00031")
-#: Post-processing variants scored by --cv: name → whether the rules beyond the size thresholds are tuned
-#: (``none``: the raw predictions).
-CV_VARIANTS = {"none": None, "size": False, "rules": True}
 
 
 def main() -> None:
@@ -77,6 +79,18 @@ def main() -> None:
                         help="tune postprocess.json (thresholds + rules) on the out-of-fold predictions of a "
                              "finished --cv directory and save it with the run")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="add N domain-randomised synthetic cases (brats synth --randomise) to the training "
+                             "set (every fold's, with --cv); they are never validated or scored")
+    parser.add_argument("--synthetic-dir", default="data/synthetic-randomised",
+                        help="where the synthetic cases are written (reused when current)")
+    parser.add_argument("--synthetic-variants", default="untreated",
+                        help="lesion variants of the synthetic cases, comma-separated (default: untreated, an "
+                             "enhancing rim around a necrotic core in oedema, as most real sample cases; 'all' for "
+                             "every variant, resection cavities included)")
+    parser.add_argument("--synthetic-seed", type=int, default=1)
+    parser.add_argument("--synthetic-start", type=int, default=90000,
+                        help="first synthetic case number (ids BraTS-GLI-<start+i>-000, clear of real ids)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -84,8 +98,11 @@ def main() -> None:
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise SystemExit(f"{data_dir}: real sample cases not found (../shared is absent)")
+    extra = synthetic_cases(args)
     if args.cv:
-        return cross_validate(args, data_dir)
+        return cross_validate(args, data_dir, extra)
+    if extra is not None:
+        raise SystemExit("--synthetic: only with --cv for now (the hold-out run trains on the real cases)")
     cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
     held = [c for c in cases if c.case_id in HELD_OUT]
     train_ids = [c.case_id for c in cases if c.case_id not in HELD_OUT]
@@ -133,6 +150,22 @@ def main() -> None:
         save_crossval_postprocessing(Path(args.postprocess_from), data_dir, Path(args.run_dir))
 
 
+def synthetic_cases(args) -> Path | None:
+    """Write (or reuse) the ``--synthetic`` domain-randomised cases; their folder, or None."""
+    if args.synthetic <= 0:
+        return None
+    from brats_lib.synthetic import generate_dataset
+
+    variants = None if args.synthetic_variants == "all" else args.synthetic_variants.split(",")
+    out = Path(args.synthetic_dir)
+    start = time.perf_counter()
+    generate_dataset(out, n_cases=args.synthetic, seed=args.synthetic_seed, workers=args.workers,
+                     start=args.synthetic_start, randomise=True, variants=variants)
+    print(f"{args.synthetic} domain-randomised synthetic case(s) in {out} "
+          f"({time.perf_counter() - start:.0f} s; variants {args.synthetic_variants})")
+    return out
+
+
 def train_config(args) -> dict:
     """The recipe's TrainConfig fields (data_dir, run_dir and splits_file are set per run)."""
     return dict(
@@ -159,45 +192,19 @@ def save_crossval_postprocessing(cv_dir: Path, data_dir: Path, run_dir: Path) ->
     print(f"{path}: tuned on the {len(ids)} out-of-fold predictions of {cv_dir}: {record}")
 
 
-def cross_validate(args, data_dir: Path) -> None:
+def cross_validate(args, data_dir: Path, extra: Path | None = None) -> None:
     from brats_lib import crossval
 
+    for name in args.variants.split(","):
+        if name not in crossval.VARIANTS:
+            raise SystemExit(f"--variants: unknown variant {name!r}; expected some of {list(crossval.VARIANTS)}")
     cv_dir = Path(args.cv_dir or f"runs/real-cv/k{args.cv}")
     start = time.perf_counter()
     folds = crossval.run_folds(data_dir, cv_dir, args.cv, train_config(args), seed=args.seed,
-                               tta=not args.no_tta, device=args.device)
+                               tta=not args.no_tta, device=args.device, extra_train=extra)
     print(f"folds done in {(time.perf_counter() - start) / 60:.1f} min; "
           f"{sum(len(f['patients']) for f in folds)} patients, {sum(len(f['val']) for f in folds)} cases")
-    from brats_lib.inference import postprocess_label
-    from brats_lib.postprocess_tuning import tune_postprocess
-
-    preds, truths, spacings, fold_of, patient = crossval.load_fold_predictions(cv_dir, data_dir)
-    variants, settings = {}, {}
-    cache: dict = {}  # lesion-wise scores of (truth, post-processed map) pairs, shared by folds and variants
-    for name in args.variants.split(","):
-        if name not in CV_VARIANTS:
-            raise SystemExit(f"--variants: unknown variant {name!r}; expected some of {list(CV_VARIANTS)}")
-        t0 = time.perf_counter()
-        if name == "none":
-            variants[name] = preds
-            continue
-        variants[name], chosen = crossval.crossfit_postprocessing(
-            preds, truths, spacings, fold_of,
-            tune=lambda p, g, s, name=name: tune_postprocess(p, g, s, rules=CV_VARIANTS[name], cache=cache),
-            apply=lambda label, spec, spacing: postprocess_label(label, spec, spacing))
-        settings[name] = {str(f): v for f, v in chosen.items()}
-        print(f"{name}: tuned cross-fitted in {(time.perf_counter() - t0) / 60:.1f} min: {settings[name]}")
-    scores = crossval.score_variants(variants, truths, spacings, fold_of, patient)
-    summary = crossval.aggregate(scores)
-    crossval.write_table(scores, cv_dir / crossval.SCORES_FILE)
-    crossval.write_table(summary, cv_dir / crossval.SUMMARY_FILE)
-    (cv_dir / "postprocess_crossfit.json").write_text(json.dumps(settings, indent=1))
-    if "rules" in settings:  # each fold's run keeps the post-processing its predictions were scored with
-        from brats_lib.postprocess_tuning import save_postprocessing
-
-        for fold, spec in settings["rules"].items():
-            save_postprocessing(crossval.run_dir_of(cv_dir, int(fold)), spec["min_component_voxels"],
-                                rules=spec["rules"])
+    summary = crossval.score_folds(cv_dir, data_dir, args.variants.split(","))
     train_meta = [json.loads((cv_dir / f"fold{i}" / "train_summary.json").read_text())
                   for i in range(len(folds)) if (cv_dir / f"fold{i}" / "train_summary.json").exists()]
     print("training per fold:", ", ".join(f"{m['iterations']} it / {m['train_minutes']:.1f} min"

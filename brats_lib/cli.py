@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    brats synth      --out DIR --n N --seed S [--workers W]
+    brats synth      --out DIR --n N --seed S [--workers W] [--randomise] [--variants A,B]
     brats preprocess --data DIR --out CACHE_DIR [--workers N]
     brats train      --config FILE [--set KEY=JSON ...] [--override]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
@@ -46,12 +46,20 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=int, default=0, help="first case number (ids BraTS-GLI-<start+i>-000)")
     p.add_argument("--followups", action="store_true",
                    help="also write follow-up timepoints (-001) of every sixth patient (3, 9, 15, ...)")
+    p.add_argument("--randomise", action="store_true",
+                   help="domain randomisation: every case draws its own contrast, gamma, bias field, noise and "
+                        "slice thickness (SynthSeg-style training data for unseen scanners)")
+    p.add_argument("--variants", default=None, metavar="A,B",
+                   help="only these lesion variants, comma-separated (e.g. untreated,non_enhancing: "
+                        "pre-operative cases without a cavity)")
 
     def run(args: argparse.Namespace) -> int:
         from .synthetic import generate_dataset
 
+        variants = None if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
         paths = generate_dataset(args.out, n_cases=args.n, seed=args.seed, workers=args.workers,
-                                 start=args.start, followups=args.followups)
+                                 start=args.start, followups=args.followups, randomise=args.randomise,
+                                 variants=variants)
         print(f"wrote {len(paths)} case(s) to {args.out}")
         return 0
 

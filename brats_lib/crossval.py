@@ -23,6 +23,11 @@ Layout of a cross-validation directory::
     fold<i>/raw/<case>.nii.gz  raw predictions of the fold's validation cases
     scores.csv                 one row per case × region × post-processing variant
     summary.csv                per-fold and overall means (with n) per variant and region
+    postprocess_crossfit.json  variant → fold → the post-processing applied to that fold (tuned on the others)
+    oof/<variant>/<case>.nii.gz  the scored out-of-fold maps of one variant (:func:`write_out_of_fold`)
+
+:func:`read_results` reads a finished directory back and :func:`compare_arms` compares cross-validations of
+the same folds (a training change against the baseline, patient by patient).
 """
 
 from __future__ import annotations
@@ -215,7 +220,8 @@ def run_dir_of(cv_dir: str | Path, fold: int) -> Path:
 
 def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[str, Any], seed: int = 0,
               tta: bool = False, checkpoint: str = "last.pt", device: str = "cpu",
-              log: Callable[[str], None] = print) -> list[dict[str, list[str]]]:
+              log: Callable[[str], None] = print, extra_train: str | Path | None = None
+              ) -> list[dict[str, list[str]]]:
     """Train one run per fold and write the raw predictions of its validation cases.
 
     Args:
@@ -228,6 +234,10 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
         seed: fold assignment seed.
         tta, checkpoint, device: prediction settings (:func:`brats_lib.inference.predict_case`).
         log: where progress lines go.
+        extra_train: a dataset folder whose labelled cases (synthetic ones, for instance) join every fold's
+            training set and never a validation set; they are not scored. The folds train from
+            ``cv_dir/train_data/``, two symbolic links (``real`` → ``data_dir``, ``extra`` → this folder):
+            nothing is copied.
     Returns:
         the folds (:func:`make_folds`), also written to ``cv_dir/folds.json``.
     """
@@ -241,17 +251,34 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
     if folds_path.exists() and load_folds(folds_path) != folds:
         raise ValueError(f"{folds_path}: holds other folds than k={k}, seed={seed} over {data_dir} make; "
                          "use a new cross-validation directory")
-    save_folds(folds, folds_path, seed=seed, data_dir=str(data_dir), config=dict(config))
+    extra_ids: list[str] = []
+    train_dir = Path(data_dir)
+    if extra_train is not None:
+        extra_ids = [c.case_id for c in labelled_cases(extra_train)]
+        clash = sorted(set(extra_ids) & set(cases))
+        if not extra_ids or clash:
+            raise ValueError(f"{extra_train}: " + (f"case ids also in {data_dir}: {', '.join(clash[:3])}" if clash
+                                                   else "no labelled cases to add to the training sets"))
+        train_dir = _linked_dataset(cv_dir / "train_data", {"real": data_dir, "extra": extra_train})
+    if folds_path.exists():
+        stored = json.loads(folds_path.read_text(encoding="utf-8")).get("extra_cases", [])
+        if stored != extra_ids:
+            raise ValueError(f"{folds_path}: its folds trained with {len(stored)} extra case(s), not these "
+                             f"{len(extra_ids)}; use a new cross-validation directory")
+    info = {"extra_train": str(extra_train), "extra_cases": extra_ids} if extra_ids else {}
+    save_folds(folds, folds_path, seed=seed, data_dir=str(data_dir), config=dict(config), **info)
     for i, fold in enumerate(folds):
         if all(raw_prediction_path(cv_dir, i, c).exists() for c in fold["val"]):
             log(f"fold {i}: raw predictions exist, skipped")
             continue
         run_dir = run_dir_of(cv_dir, i)
         splits_file = cv_dir / f"fold{i}" / "splits.json"
-        save_splits(fold, splits_file, fold=i, k=k, seed=seed)
-        fold_config = TrainConfig.from_dict({**config, "data_dir": str(data_dir), "run_dir": str(run_dir),
+        save_splits({**fold, "train": fold["train"] + extra_ids}, splits_file, fold=i, k=k, seed=seed)
+        fold_config = TrainConfig.from_dict({**config, "data_dir": str(train_dir), "run_dir": str(run_dir),
                                              "splits_file": str(splits_file)})
-        log(f"fold {i}: training on {len(fold['train'])} cases, validating on {', '.join(fold['val'])}")
+        log(f"fold {i}: training on {len(fold['train'])} cases"
+            + (f" + {len(extra_ids)} from {extra_train}" if extra_ids else "")
+            + f", validating on {', '.join(fold['val'])}")
         start = time.perf_counter()
         history = train(fold_config)
         iterations = len(history) * fold_config.iterations_per_epoch
@@ -266,6 +293,19 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
                                 checkpoint=checkpoint)
             save_label_map(pred, loaded.geometry, raw_prediction_path(cv_dir, i, case_id))
     return folds
+
+
+def _linked_dataset(folder: Path, sources: Mapping[str, str | Path]) -> Path:
+    """``folder`` holding one symbolic link per source dataset (name → folder), which
+    :func:`brats_lib.io.discover_cases` follows; an existing link must point where it is asked to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, target in sources.items():
+        link, target = folder / name, Path(target).resolve()
+        if link.is_symlink() and link.resolve() != target:
+            raise ValueError(f"{link}: links to {link.resolve()}, not {target}; use a new cross-validation directory")
+        if not link.is_symlink():
+            link.symlink_to(target, target_is_directory=True)
+    return folder
 
 
 def load_fold_predictions(cv_dir: str | Path, data_dir: str | Path) -> tuple[dict, dict, dict, dict, dict]:
@@ -305,3 +345,258 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as CSV atomically."""
     write_text_atomic(path, table.to_csv(index=False))
     return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+CROSSFIT_FILE = "postprocess_crossfit.json"
+OUT_OF_FOLD_DIR = "oof"
+#: Post-processing variants :func:`score_folds` knows: name → whether the rules beyond the size thresholds are
+#: tuned (``none``: the raw predictions).
+VARIANTS: Mapping[str, bool | None] = {"none": None, "size": False, "rules": True}
+
+
+def score_folds(cv_dir: str | Path, data_dir: str | Path, variants: Sequence[str] = tuple(VARIANTS),
+                log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Score the raw out-of-fold predictions of ``cv_dir`` with each post-processing variant, the tuned ones
+    cross-fitted (:func:`crossfit_postprocessing` with :func:`brats_lib.postprocess_tuning.tune_postprocess`);
+    write ``scores.csv``, ``summary.csv`` and ``postprocess_crossfit.json``, and save each fold's ``rules``
+    settings as its run's ``postprocess.json`` (what its predictions were scored with). Returns the summary.
+
+    Raises:
+        ValueError: an unknown variant (before any work).
+    """
+    from .inference import postprocess_label
+    from .postprocess_tuning import save_postprocessing, tune_postprocess
+
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown post-processing variant(s) {unknown}; expected some of {list(VARIANTS)}")
+    cv_dir = Path(cv_dir)
+    preds, truths, spacings, fold_of, patient = load_fold_predictions(cv_dir, data_dir)
+    maps, settings = {}, {}
+    cache: dict = {}  # lesion-wise scores of (truth, post-processed map) pairs, shared by folds and variants
+    for name in variants:
+        if VARIANTS[name] is None:
+            maps[name] = preds
+            continue
+        start = time.perf_counter()
+        maps[name], chosen = crossfit_postprocessing(
+            preds, truths, spacings, fold_of,
+            tune=lambda p, g, s, rules=VARIANTS[name]: tune_postprocess(p, g, s, rules=rules, cache=cache),
+            apply=lambda label, spec, spacing: postprocess_label(label, spec, spacing))
+        settings[name] = {str(f): v for f, v in chosen.items()}
+        log(f"{name}: tuned cross-fitted in {(time.perf_counter() - start) / 60:.1f} min: {settings[name]}")
+    scores = score_variants(maps, truths, spacings, fold_of, patient)
+    summary = aggregate(scores)
+    write_table(scores, cv_dir / SCORES_FILE)
+    write_table(summary, cv_dir / SUMMARY_FILE)
+    write_text_atomic(cv_dir / CROSSFIT_FILE, json.dumps(settings, indent=1))
+    for fold, spec in settings.get("rules", {}).items():
+        save_postprocessing(run_dir_of(cv_dir, int(fold)), spec["min_component_voxels"], rules=spec["rules"])
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- reading results
+
+
+@dataclasses.dataclass
+class CrossValResults:
+    """A finished cross-validation directory, read back (:func:`read_results`)."""
+
+    cv_dir: Path
+    folds: list[dict[str, list[str]]]
+    scores: pd.DataFrame  # one row per variant × case × region (:func:`score_variants`)
+    summary: pd.DataFrame  # :func:`aggregate` of ``scores``
+    training: pd.DataFrame  # one row per fold: fold, epochs, iterations, train_minutes, n_train, n_extra, n_val
+    crossfit: dict[str, dict[str, Any]]  # variant → fold (str) → post-processing applied to that fold
+    extra_cases: list[str]  # cases added to every fold's training set (e.g. synthetic), never scored
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(self.scores["variant"]))
+
+
+def read_results(cv_dir: str | Path) -> CrossValResults:
+    """Read a cross-validation directory whose folds are trained and scored (``benchmarks/real_sample_train.py
+    --cv``): folds, the score and summary tables, training per fold, the cross-fitted post-processing.
+
+    Raises:
+        FileNotFoundError: naming the first missing file (folds not run, or not scored yet).
+    """
+    cv_dir = Path(cv_dir)
+    for name in (FOLDS_FILE, SCORES_FILE, SUMMARY_FILE):
+        if not (cv_dir / name).is_file():
+            raise FileNotFoundError(f"{cv_dir / name}: missing (run and score the cross-validation first: "
+                                    "benchmarks/real_sample_train.py --cv K --cv-dir DIR)")
+    payload = json.loads((cv_dir / FOLDS_FILE).read_text(encoding="utf-8"))
+    folds, extra = payload["folds"], list(payload.get("extra_cases", []))
+    rows = []
+    for i, fold in enumerate(folds):
+        meta_file = cv_dir / f"fold{i}" / "train_summary.json"
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        rows.append({"fold": i, "epochs": meta.get("epochs"), "iterations": meta.get("iterations"),
+                     "train_minutes": meta.get("train_minutes"), "n_train": len(fold["train"]),
+                     "n_extra": len(extra), "n_val": len(fold["val"]), "val_patients": len(fold["patients"])})
+    crossfit_file = cv_dir / CROSSFIT_FILE
+    crossfit = json.loads(crossfit_file.read_text(encoding="utf-8")) if crossfit_file.is_file() else {}
+    return CrossValResults(cv_dir, folds, pd.read_csv(cv_dir / SCORES_FILE, dtype={"patient": str}),
+                           pd.read_csv(cv_dir / SUMMARY_FILE, dtype={"fold": str}), pd.DataFrame(rows), crossfit,
+                           extra)
+
+
+def write_out_of_fold(cv_dir: str | Path, variant: str = "none") -> Path:
+    """The out-of-fold predictions of one post-processing variant as one folder of ``<case>.nii.gz``
+    (``cv_dir/oof/<variant>/``, for :func:`brats_lib.analysis.analyse_predictions`): ``none`` links the raw
+    predictions, a tuned variant applies to each fold's raw predictions the settings cross-fitted for that fold
+    (``postprocess_crossfit.json``), so every map is what was scored. Existing files are kept.
+
+    Raises:
+        ValueError: a variant without cross-fitted settings.
+    """
+    from .inference import postprocess_label
+
+    cv_dir = Path(cv_dir)
+    folds = load_folds(cv_dir / FOLDS_FILE)
+    settings: Mapping[str, Any] = {}
+    if variant != "none":
+        crossfit_file = cv_dir / CROSSFIT_FILE
+        settings = (json.loads(crossfit_file.read_text(encoding="utf-8")).get(variant, {})
+                    if crossfit_file.is_file() else {})
+        if not settings:
+            raise ValueError(f"{crossfit_file}: no cross-fitted settings for variant {variant!r}")
+    out = cv_dir / OUT_OF_FOLD_DIR / variant
+    out.mkdir(parents=True, exist_ok=True)
+    for i, fold in enumerate(folds):
+        for case_id in fold["val"]:
+            raw, target = raw_prediction_path(cv_dir, i, case_id), out / f"{case_id}.nii.gz"
+            if target.exists() or target.is_symlink():
+                continue
+            if variant == "none":
+                target.symlink_to(raw.resolve())
+                continue
+            image = nib.load(raw)
+            label = np.asarray(image.dataobj).astype(np.uint8)
+            spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
+            processed = postprocess_label(label, settings[str(i)], spacing)
+            save_label_map(processed, _geometry_of(image), target)
+    return out
+
+
+def _geometry_of(image: nib.Nifti1Image):
+    from .io import Geometry
+
+    return Geometry(affine=np.asarray(image.affine, np.float64), header=image.header.copy(),
+                    shape=tuple(int(s) for s in image.shape[:3]))
+
+
+def compare_arms(arms: Mapping[str, pd.DataFrame], variant: str = "rules", metric: str = "lesionwise_dice",
+                 baseline: str | None = None) -> pd.DataFrame:
+    """Per-region comparison of cross-validations of the same folds (arm name → ``scores`` table).
+
+    Each patient's cases are averaged first (a patient once); per region the table gives each arm's mean over
+    patients and, against ``baseline`` (default: the first arm), the mean per-patient difference, how many
+    patients improved and ``n_patients`` (patients scored by both).
+    """
+    names = list(arms)
+    baseline = baseline or names[0]
+    per_patient = {name: (table[table["variant"] == variant].groupby(["patient", "region"])[metric].mean())
+                   for name, table in arms.items()}
+    rows = []
+    for region in REGION_ORDER:
+        base = per_patient[baseline].xs(region, level="region")
+        row: dict[str, Any] = {"region": region}
+        for name in names:
+            values = per_patient[name].xs(region, level="region")
+            row[name] = float(values.mean())
+            if name != baseline:
+                common = base.index.intersection(values.index)
+                diff = values.loc[common] - base.loc[common]
+                row[f"{name} − {baseline}"] = float(diff.mean())
+                row[f"{name}: patients better"] = f"{int((diff > 0).sum())}/{len(common)}"
+        row["n_patients"] = int(len(base))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: The real-data recipe's goal on unseen real cases (issue 16): lesion-wise Dice per region.
+GOALS: Mapping[str, float] = {"WT": 0.80, "TC": 0.60, "ET": 0.55}
+
+
+def volume_prior_table(agreement: pd.DataFrame, fold_of: Mapping[str, int], region: str = "WT",
+                       model: str | None = None) -> pd.DataFrame:
+    """Does a fold's model call the volumes its training patients had? Per fold: the mean true ``region``
+    volume of its training cases (the cases of every other fold), of its validation cases, and its mean
+    predicted volume on the validation cases, in mL, with n.
+
+    Args:
+        agreement: :func:`brats_lib.analysis.volume_agreement` of the out-of-fold predictions (every case is
+            validated in exactly one fold, so its true volume is known for every fold's training set).
+        fold_of: case id → fold.
+        model: the ``model`` rows to use when the table has that column.
+    """
+    part = agreement[agreement["region"] == region]
+    if model is not None and "model" in part:
+        part = part[part["model"] == model]
+    part = part.assign(fold=part["case"].map(lambda c: int(fold_of[c])))
+    rows = []
+    for fold in sorted(part["fold"].unique()):
+        train, val = part[part["fold"] != fold], part[part["fold"] == fold]
+        rows.append({"fold": int(fold), "n_train_cases": len(train), "train_true_ml": float(train["gt_ml"].mean()),
+                     "n_val_cases": len(val), "val_true_ml": float(val["gt_ml"].mean()),
+                     "val_predicted_ml": float(val["pred_ml"].mean()),
+                     "val_error_ml": float((val["pred_ml"] - val["gt_ml"]).mean())})
+    return pd.DataFrame(rows)
+
+
+def findings(summary: pd.DataFrame, variant: str, prior: pd.DataFrame | None = None,
+             comparison: pd.DataFrame | None = None, goals: Mapping[str, float] = GOALS) -> str:
+    """A few sentences (Markdown) on a cross-validation, from its own numbers: the scores against ``goals``,
+    the spread between folds, what the post-processing changed, whether the folds' volume errors follow their
+    training patients' volumes (``prior``, :func:`volume_prior_table`), and what a compared arm changed
+    (``comparison``, :func:`compare_arms`)."""
+    overall = summary[summary["fold"].astype(str) == "all"]
+    chosen = overall[overall["variant"] == variant].set_index("region")
+    if chosen.empty:
+        return f"No scores of variant '{variant}' in this cross-validation."
+    n_patients, n_cases = int(chosen["n_patients"].max()), int(chosen["n_cases"].max())
+    regions = [r for r in goals if r in chosen.index]
+    reached = [r for r in regions if chosen.loc[r, "lesionwise_dice"] >= goals[r]]
+    scores = ", ".join(f"{r} {chosen.loc[r, 'lesionwise_dice']:.3f} (goal {goals[r]:.2f})" for r in regions)
+    sentences = [f"Over {n_patients} patients ({n_cases} cases) never seen in training, the lesion-wise Dice with "
+                 f"post-processing '{variant}' is {scores}: "
+                 + (f"the goal is reached for {', '.join(reached)}." if reached else "no region reaches its goal.")]
+    sd_col = "lesionwise_dice_fold_sd"
+    if sd_col in chosen and regions:
+        spread = max(regions, key=lambda r: float(chosen.loc[r, sd_col]) if np.isfinite(chosen.loc[r, sd_col])
+                     else -1.0)
+        if np.isfinite(chosen.loc[spread, sd_col]):
+            sentences.append(f"The folds disagree by up to {chosen.loc[spread, sd_col]:.2f} (sd of the fold means, "
+                             f"{spread}): with this few patients a difference smaller than that is not evidence.")
+    raw = overall[overall["variant"] == "none"].set_index("region")
+    if variant != "none" and not raw.empty and regions:
+        gains = ", ".join(f"{r} {chosen.loc[r, 'lesionwise_dice'] - raw.loc[r, 'lesionwise_dice']:+.3f}"
+                          for r in regions)
+        sentences.append(f"Against the raw predictions, the post-processing changed the lesion-wise Dice by {gains}.")
+    if prior is not None and len(prior) >= 2:
+        spread = prior[["train_true_ml", "val_error_ml"]].std()
+        follows = (np.corrcoef(prior["train_true_ml"], prior["val_error_ml"])[0, 1] if (spread > 0).all()
+                   else np.nan)
+        under = prior.loc[prior["val_error_ml"].idxmin()]
+        over = prior.loc[prior["val_error_ml"].idxmax()]
+        text = (f"Whole-tumour volume: fold {int(under['fold'])} calls {under['val_error_ml']:+.0f} mL on average "
+                f"(its training cases: {under['train_true_ml']:.0f} mL), fold {int(over['fold'])} "
+                f"{over['val_error_ml']:+.0f} mL (its training cases: {over['train_true_ml']:.0f} mL)")
+        if np.isfinite(follows) and follows > 0.5:
+            text += ("; the error follows the training patients' volumes: the models learned a typical extent "
+                     "more than they read the border")
+        sentences.append(text + ".")
+    if comparison is not None and len(comparison.columns) > 2:
+        deltas = [c for c in comparison.columns if " − " in c]
+        if deltas:
+            col = deltas[0]
+            table = comparison.set_index("region")
+            change = ", ".join(f"{r} {table.loc[r, col]:+.3f}" for r in regions if r in table.index)
+            sentences.append(f"{col.split(' − ')[0]} against {col.split(' − ')[1]} (mean per-patient difference, "
+                             f"n = {int(table['n_patients'].max())} patients): {change}.")
+    return " ".join(sentences)

@@ -52,6 +52,23 @@ def in_book(notebook: Path) -> bool:
     return bool(meta.get("in_book", True))
 
 
+def profiles_of(notebook: Path) -> list[str] | None:
+    """The profiles a notebook belongs to (metadata ``"brats": {"profiles": [...]}``), or None (every profile).
+
+    A chapter that reads results too costly for the demo (notebook 12 reads a real-data cross-validation of about
+    an hour) names its profile; a profile run leaves it out unless the profile is named there or ``--only``
+    names the notebook."""
+    meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {}).get("brats", {})
+    profiles = meta.get("profiles")
+    return None if profiles is None else [str(p) for p in profiles]
+
+
+def runs_under(notebook: Path, profile_name: str) -> bool:
+    """Whether a profile run (``demo``, ``demo,smoke``, …) includes ``notebook`` (:func:`profiles_of`)."""
+    profiles = profiles_of(notebook)
+    return profiles is None or bool(set(profiles) & set(profile_name.split(",")))
+
+
 def _expand(value, where: str):
     if isinstance(value, str):
         expanded = os.path.expandvars(value)
@@ -314,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = select(numbered_notebooks(), args.only)
     if book and not args.only:  # the book's run leaves out what is not a chapter (named with --only, it runs)
         notebooks = [p for p in notebooks if in_book(p)]
+    if not args.only:  # chapters of other profiles (named with --only, they run)
+        notebooks = [p for p in notebooks if runs_under(p, args.profile)]
     if not notebooks:
         raise SystemExit(f"no notebooks/[0-9][0-9]_*.ipynb in {NOTEBOOKS}")
     known = {p.name for p in numbered_notebooks()} | {p.stem for p in numbered_notebooks()} | {"_defaults"}

@@ -33,8 +33,16 @@ def _selected(name: str) -> bool:
     return not only or name[:2] in only.split(",")
 
 
+def in_demo(path: Path) -> bool:
+    """Run by the demo profile: not a chapter of other profiles only (metadata ``brats.profiles``, e.g. notebook
+    12, which reads a real-data cross-validation: ``tests/test_real_data_notebook.py`` runs it on tiny folds)."""
+    profiles = json.loads(path.read_text(encoding="utf-8"))["metadata"].get("brats", {}).get("profiles")
+    return profiles is None or bool({"demo", "smoke"} & set(profiles))
+
+
 NOTEBOOKS = tuple(sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
-BOOK_NOTEBOOKS = tuple(name for name in NOTEBOOKS if in_book(ROOT / "notebooks" / name) and _selected(name))
+BOOK_NOTEBOOKS = tuple(name for name in NOTEBOOKS if in_book(ROOT / "notebooks" / name)
+                       and in_demo(ROOT / "notebooks" / name) and _selected(name))
 
 
 def runner():

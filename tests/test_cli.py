@@ -158,6 +158,7 @@ def test_checkpoint_of_another_architecture(capsys, tmp_path):
     (["--n", "-3"], "n_cases must be an integer >= 1, got -3"),
     (["--n", "2", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
     (["--n", "2", "--workers", "0"], "workers must be a positive integer, got 0"),
+    (["--n", "2", "--variants", "untreated,bogus"], "variants: unknown variant(s) ['bogus']"),
 ])
 def test_synth_bad_numbers(capsys, tmp_path, argv, fragment):
     _fails(capsys, ["synth", "--out", tmp_path / "data", *argv], fragment)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from brats_lib import crossval
+from brats_lib.labels import REGION_ORDER
 from conftest import write_tiny_case
 
 IDS = ["BraTS-GLI-00002-000", "BraTS2021_00002", "BraTS2021_00006", "BraTS-GLI-00007-000",
@@ -140,3 +141,148 @@ def test_run_folds_trains_predicts_and_scores_tiny_cases(tmp_path):
     assert (cv_dir / "fold0" / "run" / "last.pt").stat().st_mtime == mtime
     with pytest.raises(ValueError, match="other folds"):
         crossval.run_folds(data, cv_dir, 3, config, log=lambda line: None)
+
+
+@pytest.mark.slow
+def test_run_folds_adds_extra_training_cases_to_every_fold_and_never_scores_them(tmp_path):
+    data, extra = tmp_path / "raw", tmp_path / "extra"
+    for i in range(4):
+        write_tiny_case(data, i)
+    for i in (10, 11):
+        write_tiny_case(extra, i)
+    config = {"cache_dir": str(tmp_path / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
+              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 1, "val_patches": 1,
+              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    cv_dir = tmp_path / "cv"
+    folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None, extra_train=extra)
+    extra_ids = ["BraTS-GLI-00010-000", "BraTS-GLI-00011-000"]
+    assert json.loads((cv_dir / "folds.json").read_text())["extra_cases"] == extra_ids
+    for i, fold in enumerate(folds):
+        splits = json.loads((cv_dir / f"fold{i}" / "splits.json").read_text())
+        assert splits["train"] == fold["train"] + extra_ids and splits["val"] == fold["val"]
+        assert not set(extra_ids) & set(fold["val"])
+        assert json.loads((cv_dir / f"fold{i}" / "run" / "config.json").read_text())["data_dir"] == str(
+            cv_dir / "train_data")
+    # linked, not copied: the training folder holds two symbolic links
+    assert sorted(p.name for p in (cv_dir / "train_data").iterdir()) == ["extra", "real"]
+    assert all(p.is_symlink() for p in (cv_dir / "train_data").iterdir())
+    preds, *_ = crossval.load_fold_predictions(cv_dir, data)
+    assert sorted(preds) == sorted(c for f in folds for c in f["val"])  # the extra cases are never predicted
+    # the same directory with another extra set, or a case id clash, is refused
+    with pytest.raises(ValueError, match="extra case"):
+        crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
+    with pytest.raises(ValueError, match="also in"):
+        crossval.run_folds(data, tmp_path / "cv2", 2, config, log=lambda line: None, extra_train=data)
+
+
+@pytest.mark.slow
+def test_score_folds_read_results_and_out_of_fold_maps(tmp_path):
+    """The whole path on tiny cases: folds → cross-fitted scoring → read back → the scored maps as folders."""
+    from brats_lib.inference import postprocess_label
+    from brats_lib.io import load_label
+
+    data = tmp_path / "raw"
+    for i in range(4):
+        write_tiny_case(data, i)
+    config = {"cache_dir": str(tmp_path / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
+              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 2, "val_patches": 1,
+              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    cv_dir = tmp_path / "cv"
+    folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
+    with pytest.raises(ValueError, match="unknown post-processing variant"):
+        crossval.score_folds(cv_dir, data, ["none", "bogus"], log=lambda line: None)
+    summary = crossval.score_folds(cv_dir, data, ["none", "rules"], log=lambda line: None)
+    results = crossval.read_results(cv_dir)
+    pd.testing.assert_frame_equal(results.summary.reset_index(drop=True), summary.astype({"fold": str}),
+                                  check_dtype=False)
+    assert results.variants == ["none", "rules"] and results.extra_cases == []
+    assert results.training["iterations"].tolist() == [2, 2]
+    assert results.training["n_val"].tolist() == [len(f["val"]) for f in folds]
+    assert set(results.crossfit["rules"]) == {"0", "1"}
+    # each fold's run keeps the settings its predictions were scored with
+    for fold in ("0", "1"):
+        stored = json.loads((cv_dir / f"fold{fold}" / "run" / "postprocess.json").read_text())
+        assert stored["min_component_voxels"] == results.crossfit["rules"][fold]["min_component_voxels"]
+    raw_dir, rules_dir = crossval.write_out_of_fold(cv_dir, "none"), crossval.write_out_of_fold(cv_dir, "rules")
+    for i, fold in enumerate(folds):
+        for case_id in fold["val"]:
+            raw = load_label(crossval.raw_prediction_path(cv_dir, i, case_id))
+            np.testing.assert_array_equal(load_label(raw_dir / f"{case_id}.nii.gz"), raw)
+            expected = postprocess_label(raw, results.crossfit["rules"][str(i)], (1.0, 1.0, 1.0))
+            np.testing.assert_array_equal(load_label(rules_dir / f"{case_id}.nii.gz"), expected)
+    # the scores of the written maps are the scores in the table
+    case_id = folds[0]["val"][0]
+    truth = load_label(data / case_id / f"{case_id}-seg.nii.gz")
+    rescored = crossval.score_prediction(load_label(rules_dir / f"{case_id}.nii.gz"), truth, (1.0, 1.0, 1.0))
+    table = results.scores.query("variant == 'rules' and case == @case_id").set_index("region")
+    for region, values in rescored.items():
+        assert values["lesionwise_dice"] == pytest.approx(table.loc[region, "lesionwise_dice"], nan_ok=True)
+    with pytest.raises(ValueError, match="no cross-fitted settings for variant 'size'"):
+        crossval.write_out_of_fold(cv_dir, "size")
+    with pytest.raises(FileNotFoundError, match="folds.json: missing"):
+        crossval.read_results(tmp_path / "nothing")
+
+
+def test_compare_arms_pairs_patients_and_states_n():
+    def table(values):
+        return pd.DataFrame([{"variant": "rules", "patient": p, "case": f"{p}-{c}", "region": r,
+                              "lesionwise_dice": v + (0.1 if c else 0.0)}
+                             for p, v in values.items() for c in (0, 1) for r in ("WT", "TC", "ET", "NETC",
+                                                                                  "SNFH", "RC")])
+    base = table({"a": 0.5, "b": 0.7, "c": 0.2})
+    better = table({"a": 0.6, "b": 0.6, "c": 0.5})
+    out = crossval.compare_arms({"base": base, "new": better}).set_index("region")
+    assert out.loc["WT", "base"] == pytest.approx((0.55 + 0.75 + 0.25) / 3)
+    assert out.loc["WT", "new − base"] == pytest.approx((0.1 - 0.1 + 0.3) / 3)
+    assert out.loc["WT", "new: patients better"] == "2/3" and out.loc["WT", "n_patients"] == 3
+    assert list(out.index) == list(REGION_ORDER)
+
+
+def _agreement():
+    # fold 0 validates a, b (true 100, 120 mL) and over-calls; fold 1 validates c, d (true 20, 30 mL)
+    rows = [("a", 100, 150), ("b", 120, 160), ("c", 20, 10), ("d", 30, 15)]
+    return pd.DataFrame([{"case": c, "region": "WT", "gt_ml": g, "pred_ml": p} for c, g, p in rows])
+
+
+def test_volume_prior_table_sets_each_folds_error_beside_its_training_volumes():
+    table = crossval.volume_prior_table(_agreement(), {"a": 0, "b": 0, "c": 1, "d": 1}).set_index("fold")
+    assert table.loc[0, "train_true_ml"] == 25.0 and table.loc[0, "val_true_ml"] == 110.0
+    assert table.loc[0, "val_predicted_ml"] == 155.0 and table.loc[0, "val_error_ml"] == 45.0
+    assert table.loc[1, "train_true_ml"] == 110.0 and table.loc[1, "val_error_ml"] == -12.5
+    assert table["n_train_cases"].tolist() == [2, 2] and table["n_val_cases"].tolist() == [2, 2]
+
+
+def test_findings_are_written_from_the_numbers():
+    rows = []
+    for variant, dice in (("none", 0.5), ("rules", 0.7)):
+        for region in REGION_ORDER:
+            rows.append({"variant": variant, "fold": "all", "region": region, "lesionwise_dice": dice,
+                         "lesionwise_dice_fold_sd": 0.1 if region != "WT" else 0.3, "n_patients": 7, "n_cases": 9})
+    summary = pd.DataFrame(rows)
+    prior = pd.DataFrame({"fold": [0, 1, 2], "train_true_ml": [50.0, 100.0, 180.0],
+                          "val_error_ml": [-80.0, 5.0, 150.0]})
+    text = crossval.findings(summary, "rules", prior)
+    assert text.startswith("Over 7 patients (9 cases)")
+    assert "WT 0.700 (goal 0.80)" in text and "the goal is reached for TC, ET" in text
+    assert "up to 0.30" in text and "WT +0.200" in text
+    assert "fold 0 calls -80 mL" in text and "fold 2 +150 mL" in text and "typical extent" in text
+    flat = prior.assign(train_true_ml=100.0)  # no spread: no claim about a prior, and no warning
+    assert "typical extent" not in crossval.findings(summary, "rules", flat)
+    assert crossval.findings(summary, "size").startswith("No scores of variant 'size'")
+
+
+def test_crossval_figures_fit_the_column_and_state_n():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from brats_lib import viz
+
+    rows = [{"variant": "rules", "fold": f, "region": r, "lesionwise_dice": 0.5, "lesionwise_dice_fold_sd": 0.1,
+             "n_patients": 7 if f == "all" else 2, "n_cases": 9 if f == "all" else 3}
+            for f in ("0", "1", "2", "all") for r in ("WT", "TC", "ET")]
+    fig = viz.plot_crossval_scores(pd.DataFrame(rows), "rules", goals=crossval.GOALS)
+    assert fig.get_size_inches()[0] <= 7.0 and "n = 7 patients, 9 cases" in fig.axes[0].get_title()
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-1] == "goal"
+    fig = viz.plot_crossval_volumes(_agreement(), {"a": 0, "b": 0, "c": 1, "d": 1}, regions=("WT",))
+    assert fig.get_size_inches()[0] <= 7.0 and fig.axes[0].get_title() == "WT (n = 4 cases)"
+    assert fig.axes[0].get_xlabel() == "true volume (mL)"

@@ -385,3 +385,71 @@ def test_real_scans_and_generator_agree_on_necrosis(real_data_dir, synthetic_z):
         synth_gap = np.median([z[hi][modality] - z[lo][modality] for z in synthetic_z if hi in z and lo in z])
         assert real_gap > 0, (modality, hi, lo, real_gap)
         assert synth_gap > 0, (modality, hi, lo, synth_gap)
+
+
+# ------------------------------------------------------------------------------------ domain randomisation
+
+
+def test_domain_randomisation_changes_the_look_not_the_label(memory_case):
+    index, image, seg, _ = memory_case
+    r_image, r_seg, r_meta = synthesise_case(SEED, index, randomise=True)
+    np.testing.assert_array_equal(r_seg, seg)  # the same label map, drawn before any contrast
+    assert r_meta["domain_randomised"] is True
+    assert set(r_meta["domain_randomisation"]) == {"gamma", "slice_thickness_mm", "thick_slice_axis"}
+    assert not np.array_equal(r_image, image)
+    again, _, meta_again = synthesise_case(SEED, index, randomise=True)
+    np.testing.assert_array_equal(again, r_image)  # deterministic for (seed, index)
+    assert meta_again == r_meta
+    # outside the brain stays exactly 0; each modality's tumour/brain contrast is not the physics one
+    assert not r_image[:, seg == 0][:, image[0][seg == 0] == 0].any()
+    ratio = [r_image[m][seg == SNFH].mean() / r_image[m][(seg == 0) & (image[m] > 0)].mean() for m in range(4)]
+    physics = [image[m][seg == SNFH].mean() / image[m][(seg == 0) & (image[m] > 0)].mean() for m in range(4)]
+    assert not np.allclose(ratio, physics, rtol=0.02)
+
+
+def test_randomised_contrasts_span_flipped_orderings():
+    from brats_lib.synthetic.contrasts import RANDOMISATION, TISSUE_MEANS, _randomised_means
+
+    rng = np.random.default_rng(0)
+    draws = [_randomised_means(rng) for _ in range(400)]
+    log_factor = np.log([d["SNFH"] / np.asarray(TISSUE_MEANS["SNFH"]) for d in draws])
+    assert abs(log_factor.mean()) < 0.03 and abs(log_factor.std() - RANDOMISATION["contrast_log_sd"]) < 0.03
+    # FLAIR: NETC is brighter than SNFH in the physics means; randomised, some cases flip it, most keep it
+    flipped = np.mean([d["NETC"][3] < d["SNFH"][3] for d in draws])
+    assert 0.1 < flipped < 0.5
+
+
+def test_variant_subsets_cycle_within_the_subset():
+    subset = ("non_enhancing", "untreated")
+    drawn = [variant_for(SEED, i, subset) for i in range(6)]
+    assert set(drawn) == set(subset) and all(a != b for a, b in zip(drawn, drawn[1:]))
+    assert [variant_for(SEED, i, VARIANTS) for i in range(8)] == [variant_for(SEED, i) for i in range(8)]
+    with pytest.raises(ValueError, match="bogus"):
+        variant_for(SEED, 0, ["bogus"])
+
+
+def test_generate_randomised_pre_operative_cases_and_regenerate_on_a_change(tmp_path):
+    argv = ["synth", "--out", str(tmp_path), "--n", "1", "--seed", "3", "--workers", "1", "--randomise",
+            "--variants", "untreated,non_enhancing"]
+    assert cli_main(argv) == 0
+    entry = json.loads((tmp_path / MANIFEST_NAME).read_text())["cases"][0]
+    assert entry["domain_randomised"] is True and entry["variant"] in ("untreated", "non_enhancing")
+    seg_file = tmp_path / case_id_for(0) / f"{case_id_for(0)}-seg.nii.gz"
+    assert RC not in np.unique(np.asarray(nib.load(seg_file).dataobj))
+    t1c = tmp_path / case_id_for(0) / f"{case_id_for(0)}-t1c.nii.gz"
+    before = sha256(t1c)
+    generate_dataset(tmp_path, n_cases=1, seed=3, workers=1, progress=False, variants=["untreated", "non_enhancing"])
+    assert sha256(t1c) != before  # asked without randomisation: the randomised case is replaced
+    assert json.loads((tmp_path / MANIFEST_NAME).read_text())["cases"][0]["domain_randomised"] is False
+
+
+def test_physics_contrasts_are_unchanged_by_the_randomisation_option():
+    """Golden figures of case (0, 5) from generator 1.1 before domain randomisation existed: the default path
+    must give the same image (a changed default needs a GENERATOR_VERSION bump and new figures here)."""
+    image, seg, meta = synthesise_case(0, 5)
+    means = [float(image[m][image[m] > 0].mean()) for m in range(4)]
+    stds = [float(image[m][image[m] > 0].std()) for m in range(4)]
+    np.testing.assert_allclose(means, [1051.668, 693.958, 573.482, 582.073], rtol=1e-5)
+    np.testing.assert_allclose(stds, [305.58, 201.228, 204.093, 164.064], rtol=1e-4)
+    assert np.bincount(seg.ravel(), minlength=5).tolist() == [7139019, 471, 62348, 6037, 13157]
+    assert meta["variant"] == "satellites" and meta["domain_randomised"] is False

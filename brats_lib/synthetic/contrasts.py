@@ -17,6 +17,13 @@ real BraTS sample cases the tests read (the 6 BraTS 2021 patients with NETC) giv
 0.0 (t1n), -0.6 (t1c), +0.9 (t2w), +2.8 (t2f): FLAIR-brighter than SNFH (+1.5). Generator 1.0 drew NETC
 half-way to fluid (t1n 0.48, t2f 0.80: FLAIR-darker than SNFH and ET), which made the necrotic core of an
 untreated tumour look like a small cavity to the networks; 1.1 follows the real direction.
+
+Domain randomisation (``randomise=True``, in the spirit of SynthSeg): a network trained only on these
+physics-faithful contrasts learns one scanner's look. With randomisation every case draws its own contrast
+instead (each tissue and label mean × a log-normal factor per modality, so orderings may flip), a gamma
+per modality, a stronger bias field, more noise, a wider blur and, half of the time, thick slices along one
+random axis (a Gaussian blur of FWHM = the slice thickness, 2–6 mm). The ranges are :data:`RANDOMISATION`;
+the drawn values go into the case's metadata. The label map does not change: only how it looks.
 """
 
 from __future__ import annotations
@@ -44,6 +51,17 @@ TISSUE_MEANS: dict[str, tuple[float, float, float, float]] = {
 LABEL_TEXTURE = {NETC: 0.10, SNFH: 0.06, ET: 0.18, RC: 0.04}
 _LABEL_NAMES = {NETC: "NETC", SNFH: "SNFH", ET: "ET", RC: "RC"}
 
+#: Ranges of the per-case draws of domain randomisation (``randomise=True``).
+RANDOMISATION: dict[str, float | tuple[float, float]] = {
+    "contrast_log_sd": 0.25,  # sd of log(factor) on each tissue/label mean, per modality
+    "gamma_log_sd": 0.25,  # sd of log(gamma) per modality (intensities normalised to WM before)
+    "bias_strength": (0.05, 0.45),
+    "noise_fraction": (0.01, 0.08),
+    "blur_sigma_mm": (0.4, 1.2),
+    "thick_slice_probability": 0.5,
+    "slice_thickness_mm": (2.0, 6.0),
+}
+
 # Template T1 means of WM, GM and CSF (ICBM 2009a in nilearn), to extract its fine structure.
 _TEMPLATE_T1 = {"WM": 0.871, "GM": 0.649, "CSF": 0.266}
 
@@ -51,6 +69,13 @@ _TEMPLATE_T1 = {"WM": 0.871, "GM": 0.649, "CSF": 0.266}
 def _jittered_means(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Per-case tissue means: ±6 % jitter, small enough to keep every ordering listed above."""
     return {name: np.asarray(v, np.float64) * rng.uniform(0.94, 1.06, len(MODALITIES))
+            for name, v in TISSUE_MEANS.items()}
+
+
+def _randomised_means(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-case tissue means of domain randomisation: each × exp(N(0, contrast_log_sd)) per modality."""
+    sd = float(RANDOMISATION["contrast_log_sd"])
+    return {name: np.asarray(v, np.float64) * np.exp(rng.normal(0.0, sd, len(MODALITIES)))
             for name, v in TISSUE_MEANS.items()}
 
 
@@ -63,13 +88,16 @@ def _mask_bbox(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
     return tuple(slices)
 
 
-def render_contrasts(rng: np.random.Generator, warped: WarpedAnatomy, seg: np.ndarray) -> tuple[np.ndarray, dict]:
+def render_contrasts(rng: np.random.Generator, warped: WarpedAnatomy, seg: np.ndarray,
+                     randomise: bool = False) -> tuple[np.ndarray, dict]:
     """Four (X, Y, Z) float32 modalities in :data:`brats_lib.io.MODALITIES` order, and nuisance parameters.
 
-    Only the brain's bounding box is computed; everything outside the brain mask is exactly 0.
+    Only the brain's bounding box is computed; everything outside the brain mask is exactly 0. With
+    ``randomise``, contrast and nuisances are drawn from the wider :data:`RANDOMISATION` ranges (module
+    docstring); without it the draws, and so the bytes, are those of the physics-faithful generator.
     """
     bbox = _mask_bbox(warped.mask, 3)
-    means = _jittered_means(rng)
+    means = _randomised_means(rng) if randomise else _jittered_means(rng)
     box_shape = tuple(s.stop - s.start for s in bbox)
     gm, wm, csf, t1, mask = (a[bbox] for a in (warped.gm, warped.wm, warped.csf, warped.t1, warped.mask))
     residual = t1 - (_TEMPLATE_T1["WM"] * wm + _TEMPLATE_T1["GM"] * gm + _TEMPLATE_T1["CSF"] * csf)
@@ -90,10 +118,25 @@ def render_contrasts(rng: np.random.Generator, warped: WarpedAnatomy, seg: np.nd
                     for label in labels}
         total_weight = sum(weights.values())
 
-    blur = rng.uniform(0.4, 0.8)
-    bias_strength = rng.uniform(0.05, 0.2, len(MODALITIES))
-    scale = np.exp(rng.uniform(np.log(200.0), np.log(4000.0), len(MODALITIES)))
-    noise = rng.uniform(0.015, 0.04, len(MODALITIES))
+    if randomise:
+        r = RANDOMISATION
+        blur = rng.uniform(*r["blur_sigma_mm"])
+        bias_strength = rng.uniform(*r["bias_strength"], len(MODALITIES))
+        scale = np.exp(rng.uniform(np.log(200.0), np.log(4000.0), len(MODALITIES)))
+        noise = rng.uniform(*r["noise_fraction"], len(MODALITIES))
+        gamma = np.exp(rng.normal(0.0, float(r["gamma_log_sd"]), len(MODALITIES)))
+        thick = rng.random() < float(r["thick_slice_probability"])
+        thick_axis = int(rng.integers(3))
+        thickness = float(rng.uniform(*r["slice_thickness_mm"]))
+        blur_sigma = [blur, blur, blur]
+        if thick:  # a slice profile of FWHM = thickness along one axis, the in-plane blur on the others
+            blur_sigma[thick_axis] = max(blur, thickness / (2.0 * np.sqrt(2.0 * np.log(2.0))))
+    else:
+        blur = rng.uniform(0.4, 0.8)
+        bias_strength = rng.uniform(0.05, 0.2, len(MODALITIES))
+        scale = np.exp(rng.uniform(np.log(200.0), np.log(4000.0), len(MODALITIES)))
+        noise = rng.uniform(0.015, 0.04, len(MODALITIES))
+        blur_sigma = blur
     n_brain = int(mask.sum())
 
     image = np.zeros((len(MODALITIES),) + GRID_SHAPE, np.float32)
@@ -107,7 +150,11 @@ def render_contrasts(rng: np.random.Generator, warped: WarpedAnatomy, seg: np.nd
             for label in weights:
                 mixed += weights[label] * (mu[_LABEL_NAMES[label]] * textures[label])
             x[lesion] = mixed
-        ndi.gaussian_filter(x, blur, output=x, truncate=3.0)
+        ndi.gaussian_filter(x, blur_sigma, output=x, truncate=3.0)
+        if randomise:  # gamma on intensities relative to this modality's white matter (positive)
+            np.maximum(x, 0.0, out=x)
+            wm_mean = np.float32(max(mu["WM"], 1e-3))
+            x[...] = wm_mean * (x / wm_mean) ** np.float32(gamma[m])
         x *= np.exp(np.float32(bias_strength[m]) * cosine_field(rng, box_shape, n_freq=3))
         x *= np.float32(scale[m])
         sigma = np.float32(noise[m] * scale[m])
@@ -125,4 +172,10 @@ def render_contrasts(rng: np.random.Generator, warped: WarpedAnatomy, seg: np.nd
         "intensity_scale": [round(float(s), 1) for s in scale],
         "noise_fraction": [round(float(n), 4) for n in noise],
     }
+    if randomise:
+        params["domain_randomisation"] = {
+            "gamma": [round(float(g), 3) for g in gamma],
+            "slice_thickness_mm": round(thickness, 2) if thick else None,
+            "thick_slice_axis": thick_axis if thick else None,
+        }
     return image, params

@@ -6,6 +6,7 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from ..labels import LABEL_NAMES, LABELS_2024
 from .anatomy import GRID_AFFINE, GRID_SHAPE, grid_geometry, load_anatomy, random_displacement, warp_anatomy
 from .contrasts import render_contrasts
 from .followup import change_plan, followup_changes, followup_rng
-from .lesions import plan_case, paint_labels, variant_for
+from .lesions import check_variants, plan_case, paint_labels, variant_for
 
 #: Bump whenever the same (seed, index) would produce different bytes.
 GENERATOR_VERSION = "1.1"
@@ -34,7 +35,8 @@ def label_volumes_ml(seg: np.ndarray) -> dict[str, float]:
     return {LABEL_NAMES[label]: round(float(counts[label]) / 1000.0, 3) for label in LABELS_2024 if label}
 
 
-def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint: int = 0):
+def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint: int = 0, randomise: bool = False,
+                    variants: Sequence[str] | None = None):
     """Generate one synthetic post-treatment glioma case in memory.
 
     Args:
@@ -46,6 +48,10 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
         timepoint: 0 for the baseline; ``t`` ≥ 1 for the ``t``-th follow-up of patient ``index`` (see
             :mod:`brats_lib.synthetic.followup`: same anatomy, the lesion changed by
             ``followup_changes(seed, index)[t - 1]``).
+        randomise: domain randomisation of the contrasts and nuisances (:mod:`.contrasts`): the same label
+            map, a randomly drawn look (``meta["domain_randomised"]``).
+        variants: draw the case's variant from these :data:`~brats_lib.synthetic.lesions.VARIANTS` only
+            (e.g. ``("untreated", "non_enhancing")`` for pre-operative cases without a cavity).
     Returns:
         image: (4, 182, 218, 182) float32 in :data:`brats_lib.io.MODALITIES` order, 0 outside the brain.
         seg: (182, 218, 182) uint8, 2024 labels (1 NETC, 2 SNFH, 3 ET, 4 RC).
@@ -59,7 +65,7 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
         raise ValueError(f"patient {index} (seed {seed}) has timepoints 0..{len(changes)}, not {timepoint}")
     anat = load_anatomy()
     rng = np.random.default_rng([seed, index])
-    variant = variant_for(seed, index)
+    variant = variant_for(seed, index, variants)
     plan = plan_case(rng, anat, variant)
     displacement = random_displacement(rng, anat, plan.pushes)
     warped = warp_anatomy(anat, displacement)
@@ -67,7 +73,8 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
     for change in changes[:timepoint]:
         plan = change_plan(plan, change)
     seg = paint_labels(rng, plan, warped)
-    image, params = render_contrasts(rng if timepoint == 0 else followup_rng(seed, index, timepoint), warped, seg)
+    image, params = render_contrasts(rng if timepoint == 0 else followup_rng(seed, index, timepoint), warped, seg,
+                                     randomise=randomise)
     meta = {
         "case_id": case_id_for(index, timepoint),
         "seed": seed,
@@ -75,6 +82,7 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
         **({"timepoint": timepoint, "change": changes[timepoint - 1]} if timepoint else {}),
         "generator_version": GENERATOR_VERSION,
         "variant": variant,
+        "domain_randomised": bool(randomise),
         "volumes_ml": label_volumes_ml(seg),
         "brain_volume_ml": round(float(warped.mask.sum()) / 1000.0, 3),
         "n_foci": len(plan.foci) - plan.n_satellites,
@@ -92,11 +100,12 @@ def _case_paths(out: Path, case_id: str) -> list[Path]:
     return [folder / case_file_name(case_id, tag) for tag in (*MODALITIES, "seg")]
 
 
-def write_case(out: str | Path, seed: int, index: int, timepoint: int = 0) -> dict:
-    """Synthesise case ``index`` (at ``timepoint``) and write its five files atomically; returns its manifest
-    entry."""
+def write_case(out: str | Path, seed: int, index: int, timepoint: int = 0, randomise: bool = False,
+               variants: Sequence[str] | None = None) -> dict:
+    """Synthesise case ``index`` (at ``timepoint``; ``randomise`` and ``variants`` as in
+    :func:`synthesise_case`) and write its five files atomically; returns its manifest entry."""
     out = Path(out)
-    image, seg, meta = synthesise_case(seed, index, timepoint=timepoint)
+    image, seg, meta = synthesise_case(seed, index, timepoint=timepoint, randomise=randomise, variants=variants)
     geometry = grid_geometry()
     *image_paths, seg_path = _case_paths(out, meta["case_id"])
     for channel, path in enumerate(image_paths):
@@ -129,17 +138,21 @@ def _write_manifest(out: Path, seed: int, entries: dict) -> None:
     write_text_atomic(out / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
 
 
-def _is_complete(out: Path, index: int, seed: int, entries: dict, timepoint: int = 0) -> bool:
+def _is_complete(out: Path, index: int, seed: int, entries: dict, timepoint: int = 0, randomise: bool = False,
+                 variants: Sequence[str] | None = None) -> bool:
     case_id = case_id_for(index, timepoint)
     entry = entries.get(case_id)
     return (entry is not None and entry.get("seed") == seed and entry.get("index") == index
             and entry.get("timepoint", 0) == timepoint
             and entry.get("generator_version") == GENERATOR_VERSION
+            and entry.get("domain_randomised", False) == bool(randomise)
+            and entry.get("variant") == variant_for(seed, index, variants)
             and all(p.is_file() for p in _case_paths(out, case_id)))
 
 
 def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int | None = None, start: int = 0,
-                     overwrite: bool = False, progress: bool = True, followups: bool = False) -> list[Path]:
+                     overwrite: bool = False, progress: bool = True, followups: bool = False,
+                     randomise: bool = False, variants: Sequence[str] | None = None) -> list[Path]:
     """Write ``n_cases`` synthetic cases ``BraTS-GLI-<start+i>-000`` under ``out``, plus ``dataset.json``;
     with ``followups``, also the follow-up timepoints ``BraTS-GLI-<start+i>-001…`` of the patients that have
     them (:func:`~brats_lib.synthetic.followup.followup_changes`: every sixth patient, index 3, 9, 15, …).
@@ -158,6 +171,9 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
         overwrite: regenerate complete cases too.
         progress: show a tqdm progress bar.
         followups: also write the follow-up timepoints (``n_cases`` counts baselines, i.e. patients).
+        randomise: domain-randomised contrasts and nuisances (:func:`synthesise_case`); a case written
+            with the other setting is regenerated.
+        variants: only these lesion variants (:func:`synthesise_case`).
     Returns:
         The case folders, in case-id order.
     """
@@ -168,12 +184,17 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
             raise BratsConfigError(f"{name} must be an integer >= {least}, got {value!r}")
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
         raise BratsConfigError(f"workers must be a positive integer, got {workers!r}")
+    if variants is not None:
+        try:
+            variants = check_variants(variants)
+        except ValueError as exc:
+            raise BratsConfigError(f"variants: {exc}") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(i, t) for i in range(int(start), int(start) + int(n_cases))
             for t in range(1 + (len(followup_changes(seed, i)) if followups else 0))]
     entries = _read_manifest(out)
-    todo = [(i, t) for i, t in jobs if overwrite or not _is_complete(out, i, seed, entries, t)]
+    todo = [(i, t) for i, t in jobs if overwrite or not _is_complete(out, i, seed, entries, t, randomise, variants)]
     if todo:
         workers = (os.cpu_count() or 1) if workers is None else int(workers)
         workers = max(1, min(workers, len(todo)))
@@ -186,11 +207,11 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
         if workers == 1:
             with tqdm(total=len(todo), desc="synthesising", unit="case", disable=not progress) as bar:
                 for index, timepoint in todo:
-                    record(write_case(out, seed, index, timepoint))
+                    record(write_case(out, seed, index, timepoint, randomise, variants))
                     bar.update()
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(write_case, out, seed, index, timepoint) for index, timepoint in todo]
+                futures = [pool.submit(write_case, out, seed, index, timepoint, randomise, variants) for index, timepoint in todo]
                 with tqdm(total=len(todo), desc="synthesising", unit="case", disable=not progress) as bar:
                     for future in as_completed(futures):
                         record(future.result())

@@ -16,6 +16,7 @@ Every label is kept inside the brain mask. Painting works on lesion bounding box
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -51,10 +52,21 @@ VARIANT_LABELS: dict[str, tuple[int, ...]] = {
 }
 
 
-def variant_for(seed: int, index: int) -> str:
-    """Variant of case ``index``: the :data:`VARIANTS` cycle, started at a seed-dependent offset."""
-    offset = int(np.random.default_rng([int(seed), 0x5EED]).integers(len(VARIANTS)))
-    return VARIANTS[(int(index) + offset) % len(VARIANTS)]
+def variant_for(seed: int, index: int, variants: Sequence[str] | None = None) -> str:
+    """Variant of case ``index``: the :data:`VARIANTS` cycle (or the cycle of ``variants``, a subset of them in
+    :data:`VARIANTS` order), started at a seed-dependent offset."""
+    cycle = VARIANTS if variants is None else check_variants(variants)
+    offset = int(np.random.default_rng([int(seed), 0x5EED]).integers(len(cycle)))
+    return cycle[(int(index) + offset) % len(cycle)]
+
+
+def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
+    """``variants`` as a tuple in :data:`VARIANTS` order; ValueError naming any unknown or an empty choice."""
+    names = [str(v) for v in variants]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise ValueError(f"unknown variant(s) {unknown or names}; expected some of {', '.join(VARIANTS)}")
+    return tuple(v for v in VARIANTS if v in names)
 
 
 @dataclass
