@@ -101,11 +101,16 @@ def main() -> None:
     extra = synthetic_cases(args)
     if args.cv:
         return cross_validate(args, data_dir, extra)
-    if extra is not None:
-        raise SystemExit("--synthetic: only with --cv for now (the hold-out run trains on the real cases)")
     cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
     held = [c for c in cases if c.case_id in HELD_OUT]
     train_ids = [c.case_id for c in cases if c.case_id not in HELD_OUT]
+    train_dir = data_dir
+    if extra is not None:  # the synthetic cases join the training set; the folder links both, nothing is copied
+        from brats_lib import crossval
+
+        train_ids += [c.case_id for c in crossval.labelled_cases(extra)]
+        train_dir = crossval.linked_dataset(Path(args.run_dir).parent / f"{Path(args.run_dir).name}_train_data",
+                                            {"real": data_dir, "extra": extra})
     splits = {"train": train_ids, "val": [c.case_id for c in held], "test": []}
     splits_file = Path(args.cache_dir) / "splits.json"
     save_splits(splits, splits_file, held_out=list(HELD_OUT), note="real sample cases, fixed hold-out")
@@ -113,7 +118,7 @@ def main() -> None:
 
     # epochs large enough that the time budget, not the epoch count, ends the run (the poly schedule then
     # decays over the budget's estimated length only approximately)
-    config = TrainConfig(data_dir=str(data_dir), run_dir=args.run_dir, splits_file=str(splits_file),
+    config = TrainConfig(data_dir=str(train_dir), run_dir=args.run_dir, splits_file=str(splits_file),
                          **train_config(args))
     start = time.perf_counter()
     history = train(config)

@@ -259,7 +259,7 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
         if not extra_ids or clash:
             raise ValueError(f"{extra_train}: " + (f"case ids also in {data_dir}: {', '.join(clash[:3])}" if clash
                                                    else "no labelled cases to add to the training sets"))
-        train_dir = _linked_dataset(cv_dir / "train_data", {"real": data_dir, "extra": extra_train})
+        train_dir = linked_dataset(cv_dir / "train_data", {"real": data_dir, "extra": extra_train})
     if folds_path.exists():
         stored = json.loads(folds_path.read_text(encoding="utf-8")).get("extra_cases", [])
         if stored != extra_ids:
@@ -295,14 +295,15 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
     return folds
 
 
-def _linked_dataset(folder: Path, sources: Mapping[str, str | Path]) -> Path:
-    """``folder`` holding one symbolic link per source dataset (name → folder), which
+def linked_dataset(folder: str | Path, sources: Mapping[str, str | Path]) -> Path:
+    """A dataset folder of datasets: ``folder`` holding one symbolic link per source dataset (name → folder), which
     :func:`brats_lib.io.discover_cases` follows; an existing link must point where it is asked to."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, target in sources.items():
         link, target = folder / name, Path(target).resolve()
         if link.is_symlink() and link.resolve() != target:
-            raise ValueError(f"{link}: links to {link.resolve()}, not {target}; use a new cross-validation directory")
+            raise ValueError(f"{link}: links to {link.resolve()}, not {target}; use a new folder")
         if not link.is_symlink():
             link.symlink_to(target, target_is_directory=True)
     return folder
