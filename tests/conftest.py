@@ -47,6 +47,14 @@ def write_tiny_case(root: Path, index: int, shape=(28, 28, 28)) -> Path:
     return folder
 
 
+def tiny_train_config(root: Path, iterations: int = 1) -> dict:
+    """TrainConfig fields that train a 2-stage U-Net on :func:`write_tiny_case` cases for ``iterations`` steps
+    (one epoch) in a second or two: the cross-validation and chapter tests' folds."""
+    return {"cache_dir": str(Path(root) / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
+            "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": int(iterations),
+            "val_patches": 1, "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+
+
 @pytest.fixture(scope="session")
 def executed_notebooks(tmp_path_factory) -> Path:
     """The book's notebooks executed once per session (see ``tests/executed.py``): the book test builds and reads

@@ -10,7 +10,7 @@ import pytest
 
 from brats_lib import crossval
 from brats_lib.labels import REGION_ORDER
-from conftest import write_tiny_case
+from conftest import tiny_train_config, write_tiny_case
 
 IDS = ["BraTS-GLI-00002-000", "BraTS2021_00002", "BraTS2021_00006", "BraTS-GLI-00007-000",
        "BraTS-GLI-00007-001", "BraTS2021_00031", "BraTS2021_00019"]
@@ -118,9 +118,7 @@ def test_run_folds_trains_predicts_and_scores_tiny_cases(tmp_path):
     data = tmp_path / "raw"
     for i in range(4):
         write_tiny_case(data, i)
-    config = {"cache_dir": str(tmp_path / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
-              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 1, "val_patches": 1,
-              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    config = tiny_train_config(tmp_path, iterations=1)
     cv_dir = tmp_path / "cv"
     folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
     assert json.loads((cv_dir / "folds.json").read_text())["folds"] == folds
@@ -150,9 +148,7 @@ def test_run_folds_adds_extra_training_cases_to_every_fold_and_never_scores_them
         write_tiny_case(data, i)
     for i in (10, 11):
         write_tiny_case(extra, i)
-    config = {"cache_dir": str(tmp_path / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
-              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 1, "val_patches": 1,
-              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    config = tiny_train_config(tmp_path, iterations=1)
     cv_dir = tmp_path / "cv"
     folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None, extra_train=extra)
     extra_ids = ["BraTS-GLI-00010-000", "BraTS-GLI-00011-000"]
@@ -184,9 +180,7 @@ def test_score_folds_read_results_and_out_of_fold_maps(tmp_path):
     data = tmp_path / "raw"
     for i in range(4):
         write_tiny_case(data, i)
-    config = {"cache_dir": str(tmp_path / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
-              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 2, "val_patches": 1,
-              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    config = tiny_train_config(tmp_path, iterations=2)
     cv_dir = tmp_path / "cv"
     folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
     with pytest.raises(ValueError, match="unknown post-processing variant"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from brats_lib import crossval
-from conftest import write_tiny_case
+from conftest import tiny_train_config, write_tiny_case
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "12_real_data.ipynb"
@@ -48,9 +48,7 @@ def tiny_cv(tmp_path_factory) -> Path:
         write_tiny_case(root / "raw", i)
     for i in (20, 21):
         write_tiny_case(root / "extra", i)
-    config = {"cache_dir": str(root / "cache"), "model": {"name": "unet3d", "features_per_stage": [4, 8]},
-              "patch_size": 16, "batch_size": 1, "epochs": 1, "iterations_per_epoch": 2, "val_patches": 1,
-              "device": "cpu", "workers": 0, "preprocess": {"downsample": 1}}
+    config = tiny_train_config(root, iterations=2)
     for name, extra in (("cv", None), ("cv_extra", root / "extra")):
         crossval.run_folds(root / "raw", root / name, 3, config, log=lambda line: None, extra_train=extra)
         crossval.score_folds(root / name, root / "raw", log=lambda line: None)
