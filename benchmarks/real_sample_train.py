@@ -164,7 +164,7 @@ def synthetic_cases(args) -> Path | None:
     variants = None if args.synthetic_variants == "all" else args.synthetic_variants.split(",")
     out = Path(args.synthetic_dir)
     start = time.perf_counter()
-    generate_dataset(out, n_cases=args.synthetic, seed=args.synthetic_seed, workers=args.workers,
+    generate_dataset(out, n_cases=args.synthetic, seed=args.synthetic_seed, workers=max(1, args.workers),
                      start=args.synthetic_start, randomise=True, variants=variants)
     print(f"{args.synthetic} domain-randomised synthetic case(s) in {out} "
           f"({time.perf_counter() - start:.0f} s; variants {args.synthetic_variants})")
