@@ -1,8 +1,8 @@
 """Figures of a patient-level cross-validation (:mod:`brats_lib.crossval`): scores per fold against the
 goal, and predicted against true volume with the fold as colour (what a fold's training patients taught it).
 
-Figures are at most 7 in wide (the book's column); regions keep the house colours of :mod:`brats_lib.labels`,
-folds take the colour-blind-safe ``colorblind`` palette, every axis names its unit and every figure its n.
+Figures are at most 7 in wide (the book's column); regions are named on the axis, folds take the colour-blind-safe
+``colorblind`` palette (the all-patients bar is grey), every axis names its unit and every figure its n.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..labels import REGION_COLORS
-
 _MARKERS = ("o", "s", "^", "D", "v", "P")
+#: The all-patients bar: neutral, so that it is never mistaken for a fold (the folds take the palette's colours).
+ALL_PATIENTS_COLOR = "0.45"
 
 
 def _fold_colors(folds: Sequence[str]):
@@ -53,7 +53,7 @@ def plot_crossval_scores(summary: pd.DataFrame, variant: str = "rules", metric: 
         if region in overall.index:
             sd = overall.loc[region].get(f"{metric}_fold_sd", np.nan)
             ax.bar(r_index - 0.4 + width * (len(folds) + 0.5), float(overall.loc[region, metric]), width * 0.92,
-                   color=REGION_COLORS[region], edgecolor="black", linewidth=0.6,
+                   color=ALL_PATIENTS_COLOR, edgecolor="black", linewidth=0.6,
                    yerr=None if not np.isfinite(sd) else sd, capsize=3)
         if goals and region in goals:
             ax.hlines(goals[region], r_index - 0.45, r_index + 0.45, color="black", linewidth=1.4)
@@ -68,8 +68,8 @@ def plot_crossval_scores(summary: pd.DataFrame, variant: str = "rules", metric: 
     ax.set_title(title or f"{label} per fold, variant '{variant}' (n = {n_patients} patients, {n_cases} cases)",
                  fontsize=10)
     handles = [Patch(facecolor=colors[f], edgecolor="black", linewidth=0.4, label=f"fold {f}") for f in folds]
-    handles.append(Patch(facecolor="lightgrey", edgecolor="black", linewidth=0.6,
-                         label="all patients (region colour; bar: fold-to-fold sd)"))
+    handles.append(Patch(facecolor=ALL_PATIENTS_COLOR, edgecolor="black", linewidth=0.6,
+                         label="all patients (bar: fold-to-fold sd)"))
     if goals:
         handles.append(Line2D([], [], color="black", linewidth=1.4, label="goal"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=7, frameon=False)
