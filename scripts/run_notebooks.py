@@ -255,6 +255,22 @@ def write_book_info(out_dir: Path, profile_name: str) -> Path:
     return target
 
 
+def chosen_notebooks(notebooks: list[Path], profile: dict, profile_name: str, only: list[str] | None,
+                     book: bool) -> list[Path]:
+    """The notebooks a run executes: those named by ``--only`` (whatever their profile); otherwise the book's
+    chapters (``book``) that belong to the profile (:func:`runs_under`) and, for a profile without ``_defaults``
+    (``study``, ``real``: studies of one chapter), only the notebooks it has a section for."""
+    chosen = select(notebooks, only)
+    if only:
+        return chosen
+    if book:  # the book's run leaves out what is not a chapter
+        chosen = [p for p in chosen if in_book(p)]
+    chosen = [p for p in chosen if runs_under(p, profile_name)]
+    if "_defaults" not in profile:
+        chosen = [p for p in chosen if p.name in profile or p.stem in profile]
+    return chosen
+
+
 def ensure_kernel() -> str:
     """Install (once) a kernelspec running this interpreter into its prefix; return its name."""
     spec_dir = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
@@ -328,11 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BRATS_PROGRESS"] = "terminal"  # inherited by the kernels: bars and logs stay out of the book
 
     profile = load_profile(args.profile)
-    notebooks = select(numbered_notebooks(), args.only)
-    if book and not args.only:  # the book's run leaves out what is not a chapter (named with --only, it runs)
-        notebooks = [p for p in notebooks if in_book(p)]
-    if not args.only:  # chapters of other profiles (named with --only, they run)
-        notebooks = [p for p in notebooks if runs_under(p, args.profile)]
+    notebooks = chosen_notebooks(numbered_notebooks(), profile, args.profile, args.only, book)
     if not notebooks:
         raise SystemExit(f"no notebooks/[0-9][0-9]_*.ipynb in {NOTEBOOKS}")
     known = {p.name for p in numbered_notebooks()} | {p.stem for p in numbered_notebooks()} | {"_defaults"}

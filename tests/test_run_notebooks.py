@@ -88,3 +88,17 @@ def test_the_app_is_not_a_chapter_of_the_book(runner, tmp_path):
     assert all(v for k, v in names.items() if k != "10_segment_app.ipynb")
     plain = _notebook(tmp_path / "99_plain.ipynb", injected=False)
     assert runner.in_book(plain) is True
+
+
+def test_which_notebooks_a_profile_run_executes(runner):
+    notebooks = runner.numbered_notebooks()
+    names = lambda chosen: [p.stem[:2] for p in chosen]  # noqa: E731
+    demo = runner.load_profile("demo,smoke")
+    assert "12" not in names(runner.chosen_notebooks(notebooks, demo, "demo,smoke", None, book=True))
+    assert "10" not in names(runner.chosen_notebooks(notebooks, demo, "demo,smoke", None, book=True))
+    assert "00" in names(runner.chosen_notebooks(notebooks, demo, "demo,smoke", None, book=True))
+    # a profile without _defaults (a study of one chapter) runs only the notebooks it names
+    assert names(runner.chosen_notebooks(notebooks, runner.load_profile("real"), "real", None, book=True)) == ["12"]
+    assert names(runner.chosen_notebooks(notebooks, runner.load_profile("study"), "study", None, book=True)) == ["11"]
+    # --only runs what it names, whatever the profile
+    assert names(runner.chosen_notebooks(notebooks, demo, "demo", ["12"], book=True)) == ["12"]
