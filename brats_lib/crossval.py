@@ -44,8 +44,9 @@ import pandas as pd
 
 from ._atomic import write_text_atomic
 from .data import patient_of, save_splits
-from .io import Case, discover_cases, load_case, load_case_label, load_label, save_label_map
-from .labels import REGION_ORDER
+from .io import (Case, discover_cases, geometry_of, load_case, load_case_label, load_label, read_nifti,
+                 save_label_map)
+from .labels import REGION_ORDER, to_2024
 
 FOLDS_FILE = "folds.json"
 SCORES_FILE = "scores.csv"
@@ -385,7 +386,7 @@ def score_folds(cv_dir: str | Path, data_dir: str | Path, variants: Sequence[str
         maps[name], chosen = crossfit_postprocessing(
             preds, truths, spacings, fold_of,
             tune=lambda p, g, s, rules=VARIANTS[name]: tune_postprocess(p, g, s, rules=rules, cache=cache),
-            apply=lambda label, spec, spacing: postprocess_label(label, spec, spacing))
+            apply=postprocess_label)
         settings[name] = {str(f): v for f, v in chosen.items()}
         log(f"{name}: tuned cross-fitted in {(time.perf_counter() - start) / 60:.1f} min: {settings[name]}")
     scores = score_variants(maps, truths, spacings, fold_of, patient)
@@ -476,19 +477,11 @@ def write_out_of_fold(cv_dir: str | Path, variant: str = "none") -> Path:
             if variant == "none":
                 target.symlink_to(raw.resolve())
                 continue
-            image = nib.load(raw)
-            label = np.asarray(image.dataobj).astype(np.uint8)
+            data, image = read_nifti(raw)
             spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-            processed = postprocess_label(label, settings[str(i)], spacing)
-            save_label_map(processed, _geometry_of(image), target)
+            processed = postprocess_label(to_2024(data, "2024", source=str(raw)), settings[str(i)], spacing)
+            save_label_map(processed, geometry_of(image, data.shape), target)
     return out
-
-
-def _geometry_of(image: nib.Nifti1Image):
-    from .io import Geometry
-
-    return Geometry(affine=np.asarray(image.affine, np.float64), header=image.header.copy(),
-                    shape=tuple(int(s) for s in image.shape[:3]))
 
 
 def compare_arms(arms: Mapping[str, pd.DataFrame], variant: str = "rules", metric: str = "lesionwise_dice",

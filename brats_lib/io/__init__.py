@@ -22,13 +22,13 @@ from .cases import (AFFINE_TOLERANCE, LAYOUTS, LEGACY_MODALITY_NAMES, MODALITIES
                     Case, Geometry, LoadedCase, nifti_stem)
 from .layouts import (LAYOUTS_TRIED, brats_case_folder, dataset_json_cases, dataset_json_of, discover_cases,
                       nifti_paths)
-from .loading import load_case, load_case_label, load_image, load_label, read_nifti
+from .loading import geometry_of, load_case, load_case_label, load_image, load_label, read_nifti
 from .naming import CaseName, parse_case_id
 from .writing import case_file_name, save_label_map, save_nifti
 
 __all__ = [
     "AFFINE_TOLERANCE", "LAYOUTS", "LAYOUTS_TRIED", "LEGACY_MODALITY_NAMES", "MODALITIES", "NIFTI_SUFFIXES",
     "BratsInputError", "Case", "CaseName", "Geometry", "LoadedCase", "brats_case_folder", "case_file_name",
-    "dataset_json_cases", "dataset_json_of", "discover_cases", "load_case", "load_case_label", "load_image",
-    "load_label", "nifti_paths", "nifti_stem", "parse_case_id", "read_nifti", "save_label_map", "save_nifti",
+    "dataset_json_cases", "dataset_json_of", "discover_cases", "geometry_of", "load_case", "load_case_label",
+    "load_image", "load_label", "nifti_paths", "nifti_stem", "parse_case_id", "read_nifti", "save_label_map", "save_nifti",
 ]

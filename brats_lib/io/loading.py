@@ -54,7 +54,8 @@ def read_nifti(path: str | Path, ndim: int = 3) -> tuple[np.ndarray, nib.Nifti1I
     return data, img
 
 
-def _geometry(img: nib.Nifti1Image, shape) -> Geometry:
+def geometry_of(img: nib.Nifti1Image, shape) -> Geometry:
+    """The :class:`Geometry` that writes an array of ``shape`` on ``img``'s grid (a 4D file's header made 3D)."""
     header = img.header.copy()
     shape = tuple(int(s) for s in shape)
     if len(header.get_data_shape()) != len(shape):  # a channel of a 4D file: the written map is 3D
@@ -111,7 +112,7 @@ def load_image(case: Case) -> tuple[np.ndarray, Geometry]:
         image[channel] = data
     if reference is None:  # MODALITIES is never empty: an internal invariant, not a data check
         raise RuntimeError("no modality was loaded")
-    return image, _geometry(reference[2], reference[1].shape)
+    return image, geometry_of(reference[2], reference[1].shape)
 
 
 def load_label(path: str | Path, convention="2024") -> np.ndarray:
