@@ -1,11 +1,17 @@
-"""First real-data learning signal: train the Residual 3D U-Net on the real sample cases.
+"""The real-data recipe: train the Residual 3D U-Net on the real sample cases, and measure it honestly.
 
 Uses every case with images under ``../shared/data/real`` (the BraTS 2021 layout, labels 1/2/4 converted to
-the 2024 convention, and the 2023+ GLI layout together), holds two patients out, trains within a time budget,
-leaves a run directory that ``brats predict --run DIR`` uses, then predicts the held-out cases on their
-original grids and prints their Dice per region (whole-region Dice and the official lesion-wise Dice).
+the 2024 convention, and the 2023+ GLI layout together). By default it trains the recipe on **every** real case
+(plus ``--synthetic`` cases) within the time budget and leaves a run directory that ``brats predict --run DIR``
+applies to any real folder (:func:`brats_lib.crossval.train_final`: ``best.pt`` is the last epoch, the
+checkpoint the cross-validation scores; ``--postprocess-from CV_DIR`` saves the post-processing tuned on that
+cross-validation's out-of-fold predictions with the run):
 
-    python benchmarks/real_sample_train.py --minutes 30 --run-dir runs/real-sample/resunet3d
+    python benchmarks/real_sample_train.py --minutes 30 --run-dir runs/real-sample/resunet3d \
+        --synthetic 6 --postprocess-from runs/real-cv/m15-dr6
+
+``--hold-out ID,ID`` instead holds those cases out, trains on the rest and prints their Dice per region
+(whole-region and official lesion-wise); two patients flatter a recipe, so the figure to quote is ``--cv``'s.
 
 ``--cv K`` instead measures the recipe by patient-level K-fold cross-validation over every real case
 (:mod:`brats_lib.crossval`: the two releases' copies of a patient are one patient; each fold trains for
@@ -44,8 +50,6 @@ from brats_lib.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-#: Held-out patients: not duplicated across the two releases (00000 and 00002 are in both).
-HELD_OUT = ("BraTS2021_00006", "BraTS2021_00031")
 
 
 def main() -> None:
@@ -78,6 +82,10 @@ def main() -> None:
     parser.add_argument("--postprocess-from", default=None, metavar="CV_DIR",
                         help="tune postprocess.json (thresholds + rules) on the out-of-fold predictions of a "
                              "finished --cv directory and save it with the run")
+    parser.add_argument("--hold-out", default="", metavar="ID,ID",
+                        help="hold these case ids out and score them (the old fixed hold-out was "
+                             "BraTS2021_00006,BraTS2021_00031); default: none, every real case trains (the "
+                             "deliverable; --cv K measures the recipe)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="add N domain-randomised synthetic cases (brats synth --randomise) to the training "
@@ -89,6 +97,9 @@ def main() -> None:
                              "enhancing rim around a necrotic core in oedema, as most real sample cases; 'all' for "
                              "every variant, resection cavities included)")
     parser.add_argument("--synthetic-seed", type=int, default=1)
+    parser.add_argument("--synthetic-oedema-scale", default=None, metavar="LOW,HIGH",
+                        help="multiply each synthetic case's oedema radii by a factor drawn from [LOW, HIGH] "
+                             "(brats synth --oedema-scale), to cover larger oedema extents than the default cases")
     parser.add_argument("--synthetic-start", type=int, default=90000,
                         help="first synthetic case number (ids BraTS-GLI-<start+i>-000, clear of real ids)")
     args = parser.parse_args()
@@ -101,9 +112,15 @@ def main() -> None:
     extra = synthetic_cases(args)
     if args.cv:
         return cross_validate(args, data_dir, extra)
+    if not args.hold_out:
+        return train_on_everything(args, data_dir, extra)
+    held_out = [h.strip() for h in args.hold_out.split(",") if h.strip()]
     cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
-    held = [c for c in cases if c.case_id in HELD_OUT]
-    train_ids = [c.case_id for c in cases if c.case_id not in HELD_OUT]
+    held = [c for c in cases if c.case_id in held_out]
+    if len(held) != len(held_out):
+        raise SystemExit(f"--hold-out: {sorted(set(held_out) - {c.case_id for c in held})} not among the "
+                         f"labelled cases of {data_dir}")
+    train_ids = [c.case_id for c in cases if c.case_id not in held_out]
     train_dir = data_dir
     if extra is not None:  # the synthetic cases join the training set; the folder links both, nothing is copied
         from brats_lib import crossval
@@ -113,11 +130,9 @@ def main() -> None:
                                             {"real": data_dir, "extra": extra})
     splits = {"train": train_ids, "val": [c.case_id for c in held], "test": []}
     splits_file = Path(args.cache_dir) / "splits.json"
-    save_splits(splits, splits_file, held_out=list(HELD_OUT), note="real sample cases, fixed hold-out")
-    print(f"{len(train_ids)} training cases ({', '.join(train_ids)}); held out: {', '.join(HELD_OUT)}")
+    save_splits(splits, splits_file, held_out=held_out, note="real sample cases, fixed hold-out")
+    print(f"{len(train_ids)} training cases ({', '.join(train_ids)}); held out: {', '.join(held_out)}")
 
-    # epochs large enough that the time budget, not the epoch count, ends the run (the poly schedule then
-    # decays over the budget's estimated length only approximately)
     config = TrainConfig(data_dir=str(train_dir), run_dir=args.run_dir, splits_file=str(splits_file),
                          **train_config(args))
     start = time.perf_counter()
@@ -145,14 +160,33 @@ def main() -> None:
     print(table.pivot(index="case", columns="region", values="dice").round(3).to_string())
     print("mean whole-region Dice per region:")
     print(table.groupby("region", sort=False)["dice"].mean().round(3).to_string())
-    summary = {"minutes": minutes, "epochs": len(history), "held_out": list(HELD_OUT),
+    summary = {"minutes": minutes, "epochs": len(history), "held_out": held_out,
                "dice": table.groupby("region", sort=False)["dice"].mean().to_dict(),
                "lesionwise_dice": table.groupby("region", sort=False)["lesionwise_dice"].mean().to_dict()}
     (Path(args.run_dir) / "held_out_dice.json").write_text(json.dumps(summary, indent=1))
     if args.postprocess_from:
         # after the held-out scoring (which stays without post-processing): the CV's out-of-fold predictions
         # include the held-out patients
-        save_crossval_postprocessing(Path(args.postprocess_from), data_dir, Path(args.run_dir))
+        from brats_lib import crossval
+
+        crossval.tune_from_crossval(Path(args.postprocess_from), data_dir, Path(args.run_dir))
+
+
+def train_on_everything(args, data_dir: Path, extra: Path | None) -> None:
+    """The deliverable: the recipe on every real case (plus ``extra``), post-processing from a cross-validation."""
+    from brats_lib import crossval
+
+    if not args.postprocess_from:
+        print("note: no --postprocess-from CV_DIR: the run gets no tuned post-processing (brats predict applies "
+              "none)")
+    try:
+        record = crossval.train_final(data_dir, args.run_dir, train_config(args), extra_train=extra,
+                                      postprocess_from=args.postprocess_from)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"{args.run_dir}: trained on {len(record['cases'])} real + {len(record['extra_cases'])} synthetic cases; "
+          f"brats predict --run {args.run_dir} --in DIR --out DIR applies it"
+          + (" with the tuned post-processing" if args.postprocess_from else ""))
 
 
 def synthetic_cases(args) -> Path | None:
@@ -164,10 +198,13 @@ def synthetic_cases(args) -> Path | None:
     variants = None if args.synthetic_variants == "all" else args.synthetic_variants.split(",")
     out = Path(args.synthetic_dir)
     start = time.perf_counter()
+    scale = (None if args.synthetic_oedema_scale is None
+             else [float(v) for v in args.synthetic_oedema_scale.split(",")])
     generate_dataset(out, n_cases=args.synthetic, seed=args.synthetic_seed, workers=max(1, args.workers),
-                     start=args.synthetic_start, randomise=True, variants=variants)
+                     start=args.synthetic_start, randomise=True, variants=variants, oedema_scale=scale)
     print(f"{args.synthetic} domain-randomised synthetic case(s) in {out} "
-          f"({time.perf_counter() - start:.0f} s; variants {args.synthetic_variants})")
+          f"({time.perf_counter() - start:.0f} s; variants {args.synthetic_variants}"
+          f"{'' if scale is None else f'; oedema scale {args.synthetic_oedema_scale}'})")
     return out
 
 
@@ -181,20 +218,6 @@ def train_config(args) -> dict:
         preprocess={"downsample": args.downsample},
         augment=False if args.augment == "none" else args.augment, output_mode=args.output_mode,
     )
-
-
-def save_crossval_postprocessing(cv_dir: Path, data_dir: Path, run_dir: Path) -> None:
-    """Tune the post-processing (thresholds + rules) on every out-of-fold prediction of ``cv_dir`` and save it
-    as ``run_dir/postprocess.json``, which ``brats predict --run`` applies."""
-    from brats_lib import crossval
-    from brats_lib.postprocess_tuning import save_postprocessing, tune_postprocess
-
-    preds, truths, spacings, _, _ = crossval.load_fold_predictions(cv_dir, data_dir)
-    ids = sorted(preds)
-    record, table = tune_postprocess([preds[c] for c in ids], [truths[c] for c in ids],
-                                     [spacings[c] for c in ids], return_table=True)
-    path = save_postprocessing(run_dir, record["min_component_voxels"], table, rules=record["rules"])
-    print(f"{path}: tuned on the {len(ids)} out-of-fold predictions of {cv_dir}: {record}")
 
 
 def cross_validate(args, data_dir: Path, extra: Path | None = None) -> None:

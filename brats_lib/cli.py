@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    brats synth      --out DIR --n N --seed S [--workers W] [--randomise] [--variants A,B]
+    brats synth      --out DIR --n N --seed S [--workers W] [--randomise] [--variants A,B] [--oedema-scale L,H]
     brats preprocess --data DIR --out CACHE_DIR [--workers N]
     brats train      --config FILE [--set KEY=JSON ...] [--override]
     brats predict    --run RUN --in DIR --out DIR [--device D] [--no-tta]
@@ -52,14 +52,24 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", default=None, metavar="A,B",
                    help="only these lesion variants, comma-separated (e.g. untreated,non_enhancing: "
                         "pre-operative cases without a cavity)")
+    p.add_argument("--oedema-scale", default=None, metavar="LOW,HIGH",
+                   help="multiply every oedema radius by a factor drawn per case from [LOW, HIGH] (one number: "
+                        "that factor), e.g. 1.0,1.5 for training sets that must cover larger oedema extents")
 
     def run(args: argparse.Namespace) -> int:
+        from .errors import BratsConfigError
         from .synthetic import generate_dataset
 
         variants = None if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
+        scale = None
+        if args.oedema_scale is not None:
+            try:
+                scale = [float(v) for v in args.oedema_scale.split(",")]
+            except ValueError:
+                raise BratsConfigError(f"--oedema-scale: expected LOW,HIGH numbers, got {args.oedema_scale!r}") from None
         paths = generate_dataset(args.out, n_cases=args.n, seed=args.seed, workers=args.workers,
                                  start=args.start, followups=args.followups, randomise=args.randomise,
-                                 variants=variants)
+                                 variants=variants, oedema_scale=scale)
         print(f"wrote {len(paths)} case(s) to {args.out}")
         return 0
 

@@ -296,6 +296,112 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
     return folds
 
 
+#: What :func:`train_final` writes into its run directory beside the training run's files.
+FINAL_FILE = "final.json"
+#: Recipe fields that may differ between a cross-validation and the final run it tunes post-processing for.
+_RUN_FIELDS = ("data_dir", "run_dir", "splits_file", "cache_dir", "device", "workers", "time_limit_minutes")
+
+
+def train_final(data_dir: str | Path, run_dir: str | Path, config: Mapping[str, Any],
+                extra_train: str | Path | None = None, postprocess_from: str | Path | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train the recipe a cross-validation measured on **every** labelled case of ``data_dir`` (the deliverable
+    run), so that ``brats predict --run run_dir`` applies it to any real folder.
+
+    There is no validation patient left, so the run's ``best.pt`` is made its ``last.pt`` after training (the
+    checkpoint :func:`run_folds` predicts and scores with): ``brats predict``, which reads ``best.pt``, then uses
+    the weights the cross-validation measured. The trainer's validation patches come from a training case and only
+    monitor the run.
+
+    Args:
+        data_dir: the real dataset folder.
+        run_dir: the run directory (created; an unfinished run resumes from its ``last.pt``).
+        config: :class:`brats_lib.train.TrainConfig` fields (the recipe), as in :func:`run_folds`.
+        extra_train: a dataset folder whose labelled cases join the training set (linked from
+            ``run_dir/train_data/``, never copied), as in :func:`run_folds`.
+        postprocess_from: a finished cross-validation directory of the same recipe: post-processing (size
+            thresholds and component rules) is tuned on all of its out-of-fold raw predictions and saved as
+            ``run_dir/postprocess.json``. A cross-validation whose recipe differs is used, with a logged note
+            naming the fields that differ.
+        log: where progress lines go.
+    Returns:
+        the record also written to ``run_dir/final.json``: the training cases, the extra cases, epochs,
+        iterations, minutes and the post-processing source.
+    """
+    from ._atomic import atomic_path
+    from .train import TrainConfig, train
+
+    run_dir = Path(run_dir)
+    cases = [c.case_id for c in labelled_cases(data_dir)]
+    if not cases:
+        raise ValueError(f"{data_dir}: no labelled case with images to train on")
+    extra_ids: list[str] = []
+    train_dir = Path(data_dir)
+    if extra_train is not None:
+        extra_ids = [c.case_id for c in labelled_cases(extra_train)]
+        clash = sorted(set(extra_ids) & set(cases))
+        if not extra_ids or clash:
+            raise ValueError(f"{extra_train}: " + (f"case ids also in {data_dir}: {', '.join(clash[:3])}" if clash
+                                                   else "no labelled cases to add to the training set"))
+        train_dir = linked_dataset(run_dir / "train_data", {"real": data_dir, "extra": extra_train})
+    if postprocess_from is not None:  # checked before the training, not after it
+        if not (Path(postprocess_from) / FOLDS_FILE).is_file():
+            raise ValueError(f"{postprocess_from}: not a cross-validation directory (no {FOLDS_FILE})")
+        missing = [raw_prediction_path(postprocess_from, i, c)
+                   for i, fold in enumerate(load_folds(Path(postprocess_from) / FOLDS_FILE)) for c in fold["val"]
+                   if not raw_prediction_path(postprocess_from, i, c).exists()]
+        if missing:
+            raise ValueError(f"{postprocess_from}: unfinished cross-validation ({missing[0]} missing)")
+    splits_file = run_dir / "splits.json"
+    save_splits({"train": cases + extra_ids, "val": [], "test": []}, splits_file,
+                note="final run: every labelled case trains; no validation patient")
+    run_config = TrainConfig.from_dict({**config, "data_dir": str(train_dir), "run_dir": str(run_dir),
+                                        "splits_file": str(splits_file)})
+    log(f"final run: training on {len(cases)} cases" + (f" + {len(extra_ids)} from {extra_train}" if extra_ids
+                                                          else "") + f" into {run_dir}")
+    start = time.perf_counter()
+    history = train(run_config)
+    minutes = (time.perf_counter() - start) / 60
+    with atomic_path(run_dir / "best.pt") as tmp:  # no validation patient: the final weights are the run's
+        tmp.write_bytes((run_dir / "last.pt").read_bytes())
+    record: dict[str, Any] = {"cases": cases, "extra_train": None if extra_train is None else str(extra_train),
+                              "extra_cases": extra_ids, "epochs": len(history),
+                              "iterations": len(history) * run_config.iterations_per_epoch,
+                              "train_minutes": minutes, "best_pt": "a copy of last.pt (no validation patient)",
+                              "postprocess_from": None}
+    log(f"final run: {record['epochs']} epochs ({record['iterations']} iterations) in {minutes:.1f} min")
+    if postprocess_from is not None:
+        record["postprocess_from"] = str(postprocess_from)
+        record["postprocessing"] = tune_from_crossval(postprocess_from, data_dir, run_dir, log=log)
+        measured = json.loads((Path(postprocess_from) / FOLDS_FILE).read_text(encoding="utf-8"))
+        differ = sorted(key for key in set(measured.get("config", {})) | set(config) if key not in _RUN_FIELDS
+                        and measured.get("config", {}).get(key) != dict(config).get(key))
+        if len(measured.get("extra_cases", [])) != len(extra_ids):
+            differ.append("extra training cases")
+        record["recipe_differs_from_crossval"] = differ
+        if differ:
+            log(f"note: {postprocess_from} measured another recipe ({', '.join(differ)} differ); its tuned "
+                "post-processing is applied all the same")
+    write_text_atomic(run_dir / FINAL_FILE, json.dumps(record, indent=1))
+    return record
+
+
+def tune_from_crossval(cv_dir: str | Path, data_dir: str | Path, run_dir: str | Path,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Tune the post-processing (size thresholds + component rules) on every out-of-fold raw prediction of the
+    finished cross-validation ``cv_dir`` and save it as ``run_dir/postprocess.json``, which
+    ``brats predict --run run_dir`` applies; returns the tuned record."""
+    from .postprocess_tuning import save_postprocessing, tune_postprocess
+
+    preds, truths, spacings, _, _ = load_fold_predictions(cv_dir, data_dir)
+    ids = sorted(preds)
+    record, table = tune_postprocess([preds[c] for c in ids], [truths[c] for c in ids],
+                                     [spacings[c] for c in ids], return_table=True)
+    path = save_postprocessing(run_dir, record["min_component_voxels"], table, rules=record["rules"])
+    log(f"{path}: tuned on the {len(ids)} out-of-fold predictions of {cv_dir}: {record}")
+    return record
+
+
 def linked_dataset(folder: str | Path, sources: Mapping[str, str | Path]) -> Path:
     """A dataset folder of datasets: ``folder`` holding one symbolic link per source dataset (name → folder), which
     :func:`brats_lib.io.discover_cases` follows; an existing link must point where it is asked to."""

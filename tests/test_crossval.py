@@ -280,3 +280,58 @@ def test_crossval_figures_fit_the_column_and_state_n():
     fig = viz.plot_crossval_volumes(_agreement(), {"a": 0, "b": 0, "c": 1, "d": 1}, regions=("WT",))
     assert fig.get_size_inches()[0] <= 7.0 and fig.axes[0].get_title() == "WT (n = 4 cases)"
     assert fig.axes[0].get_xlabel() == "true volume (mL)"
+
+
+@pytest.mark.slow
+def test_train_final_trains_on_every_case_and_takes_the_crossvals_post_processing(tmp_path, capsys):
+    """The deliverable run: every real case (+ extra) trains, best.pt is the last epoch, postprocess.json is
+    tuned on the cross-validation's out-of-fold predictions, and brats predict --run applies both."""
+    from brats_lib.cli import main as cli_main
+    from brats_lib.inference import postprocess_label, predict_case
+    from brats_lib.io import discover_cases, load_case, load_label
+
+    data, extra = tmp_path / "raw", tmp_path / "extra"
+    for i in range(4):
+        write_tiny_case(data, i)
+    write_tiny_case(extra, 10)
+    config = tiny_train_config(tmp_path, iterations=2)
+    cv_dir = tmp_path / "cv"
+    crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None, extra_train=extra)
+    run_dir = tmp_path / "final"
+    # refused before any training: not a cross-validation, an unfinished one, a case id clash
+    with pytest.raises(ValueError, match="not a cross-validation directory"):
+        crossval.train_final(data, run_dir, config, postprocess_from=tmp_path, log=lambda line: None)
+    (cv_dir / "fold1" / "raw").rename(tmp_path / "aside")
+    with pytest.raises(ValueError, match="unfinished cross-validation"):
+        crossval.train_final(data, run_dir, config, postprocess_from=cv_dir, log=lambda line: None)
+    (tmp_path / "aside").rename(cv_dir / "fold1" / "raw")
+    with pytest.raises(ValueError, match="also in"):
+        crossval.train_final(data, run_dir, config, extra_train=data, log=lambda line: None)
+    assert not (run_dir / "last.pt").exists()
+
+    lines = []
+    record = crossval.train_final(data, run_dir, {**config, "iterations_per_epoch": 3}, extra_train=extra,
+                                  postprocess_from=cv_dir, log=lines.append)
+    real_ids = sorted(c.case_id for c in discover_cases(data))
+    assert record["cases"] == real_ids and record["extra_cases"] == ["BraTS-GLI-00010-000"]
+    assert record["iterations"] == 3 and record["postprocess_from"] == str(cv_dir)
+    assert record["recipe_differs_from_crossval"] == ["iterations_per_epoch"]
+    assert any("measured another recipe (iterations_per_epoch differ)" in line for line in lines)
+    assert json.loads((run_dir / crossval.FINAL_FILE).read_text()) == json.loads(json.dumps(record))
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert splits["train"] == real_ids + ["BraTS-GLI-00010-000"] and splits["val"] == []
+    assert (run_dir / "best.pt").read_bytes() == (run_dir / "last.pt").read_bytes()
+    stored = json.loads((run_dir / "postprocess.json").read_text())
+    assert stored["min_component_voxels"] == record["postprocessing"]["min_component_voxels"]
+    assert stored.get("rules") == record["postprocessing"]["rules"]
+
+    # brats predict --run applies the final weights and the tuned post-processing
+    first = discover_cases(data)[0]
+    case = load_case(first)
+    raw = predict_case(run_dir, case, tta=False, postprocess=False, checkpoint="last.pt")
+    expected = postprocess_label(raw, record["postprocessing"], (1.0, 1.0, 1.0))
+    out = tmp_path / "pred"
+    assert cli_main(["predict", "--run", str(run_dir), "--in", str(data), "--out", str(out), "--device", "cpu",
+                     "--no-tta"]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(load_label(out / f"{first.case_id}.nii.gz"), expected)

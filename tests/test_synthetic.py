@@ -31,7 +31,9 @@ from brats_lib.synthetic import (
     synthesise_case,
     variant_for,
 )
+from brats_lib.errors import BratsConfigError
 from brats_lib.synthetic.anatomy import resample_to_grid
+from brats_lib.synthetic.lesions import check_oedema_scale, oedema_scale_for
 
 SEED = 0
 N_CASES = 4
@@ -453,3 +455,49 @@ def test_physics_contrasts_are_unchanged_by_the_randomisation_option():
     np.testing.assert_allclose(stds, [305.58, 201.228, 204.093, 164.064], rtol=1e-4)
     assert np.bincount(seg.ravel(), minlength=5).tolist() == [7139019, 471, 62348, 6037, 13157]
     assert meta["variant"] == "satellites" and meta["domain_randomised"] is False
+
+
+def test_oedema_scale_grows_only_the_oedema():
+    """Same case at scale 1 and 1.5: the foci, cavities and contrast draws are kept, the SNFH volume grows
+    (roughly with the cube of the radius factor, cut by the brain and CSF), and a range draws one factor per case
+    from its own stream."""
+    index = next(i for i in range(8) if variant_for(SEED, i, ["untreated"]) == "untreated")
+    _, base, base_meta = synthesise_case(SEED, index, variants=["untreated"])
+    _, one, one_meta = synthesise_case(SEED, index, variants=["untreated"], oedema_scale=1.0)
+    _, big, big_meta = synthesise_case(SEED, index, variants=["untreated"], oedema_scale=1.5)
+    assert "oedema_scale" not in base_meta and one_meta["oedema_scale"] == 1.0 and big_meta["oedema_scale"] == 1.5
+    np.testing.assert_array_equal(one, base)  # a factor of 1 is the default case, byte for byte
+    snfh, snfh_big = (base == SNFH).sum(), (big == SNFH).sum()
+    assert 1.8 * snfh < snfh_big < 1.5 ** 3 * snfh * 1.3
+    assert big_meta["n_foci"] == base_meta["n_foci"] and big_meta["variant"] == base_meta["variant"]
+    factors = [oedema_scale_for(SEED, i, (1.0, 1.6)) for i in range(40)]
+    assert all(1.0 <= f <= 1.6 for f in factors) and np.ptp(factors) > 0.4
+    assert factors == [oedema_scale_for(SEED, i, [1.0, 1.6]) for i in range(40)]  # deterministic per case
+    assert oedema_scale_for(SEED, 0, 1.2) == 1.2
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, (1.5, 1.0), (1.0, 9.0), (1.0, 1.2, 1.4), "x", float("nan")])
+def test_oedema_scale_refuses_bad_values(bad, tmp_path):
+    with pytest.raises(ValueError, match="expected"):
+        check_oedema_scale(bad)
+    with pytest.raises(BratsConfigError, match="oedema_scale"):
+        generate_dataset(tmp_path / "out", n_cases=1, seed=0, workers=1, progress=False, oedema_scale=bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_synth_cli_oedema_scale_is_recorded_and_regenerates_on_a_change(tmp_path, capsys):
+    argv = ["synth", "--out", str(tmp_path), "--n", "1", "--seed", "2", "--workers", "1", "--variants", "untreated",
+            "--oedema-scale", "1.2,1.4"]
+    assert cli_main(argv) == 0
+    entry = json.loads((tmp_path / MANIFEST_NAME).read_text())["cases"][0]
+    assert entry["oedema_scale"] == round(oedema_scale_for(2, 0, (1.2, 1.4)), 6)
+    seg_file = tmp_path / case_id_for(0) / f"{case_id_for(0)}-seg.nii.gz"
+    before = sha256(seg_file)
+    assert cli_main(argv) == 0 and sha256(seg_file) == before  # the same setting: kept
+    generate_dataset(tmp_path, n_cases=1, seed=2, workers=1, progress=False, variants=["untreated"])
+    assert sha256(seg_file) != before  # asked without the scale: regenerated
+    assert "oedema_scale" not in json.loads((tmp_path / MANIFEST_NAME).read_text())["cases"][0]
+    capsys.readouterr()
+    assert cli_main([*argv[:-1], "1.2,oops"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--oedema-scale" in err

@@ -17,7 +17,7 @@ from ..labels import LABEL_NAMES, LABELS_2024
 from .anatomy import GRID_AFFINE, GRID_SHAPE, grid_geometry, load_anatomy, random_displacement, warp_anatomy
 from .contrasts import render_contrasts
 from .followup import change_plan, followup_changes, followup_rng
-from .lesions import check_variants, plan_case, paint_labels, variant_for
+from .lesions import check_oedema_scale, check_variants, oedema_scale_for, plan_case, paint_labels, scale_oedema, variant_for
 
 #: Bump whenever the same (seed, index) would produce different bytes.
 GENERATOR_VERSION = "1.1"
@@ -36,7 +36,7 @@ def label_volumes_ml(seg: np.ndarray) -> dict[str, float]:
 
 
 def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint: int = 0, randomise: bool = False,
-                    variants: Sequence[str] | None = None):
+                    variants: Sequence[str] | None = None, oedema_scale=None):
     """Generate one synthetic post-treatment glioma case in memory.
 
     Args:
@@ -52,6 +52,10 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
             map, a randomly drawn look (``meta["domain_randomised"]``).
         variants: draw the case's variant from these :data:`~brats_lib.synthetic.lesions.VARIANTS` only
             (e.g. ``("untreated", "non_enhancing")`` for pre-operative cases without a cavity).
+        oedema_scale: None (the generator's oedema), one factor or a ``(low, high)`` range: every oedema
+            radius of the case is multiplied by a factor drawn uniformly from it
+            (:func:`~brats_lib.synthetic.lesions.oedema_scale_for`, ``meta["oedema_scale"]``), for training
+            sets that must cover larger (or smaller) oedema extents than the default cases.
     Returns:
         image: (4, 182, 218, 182) float32 in :data:`brats_lib.io.MODALITIES` order, 0 outside the brain.
         seg: (182, 218, 182) uint8, 2024 labels (1 NETC, 2 SNFH, 3 ET, 4 RC).
@@ -67,6 +71,9 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
     rng = np.random.default_rng([seed, index])
     variant = variant_for(seed, index, variants)
     plan = plan_case(rng, anat, variant)
+    factor = None if oedema_scale is None else oedema_scale_for(seed, index, oedema_scale)
+    if factor is not None:
+        plan = scale_oedema(plan, factor)
     displacement = random_displacement(rng, anat, plan.pushes)
     warped = warp_anatomy(anat, displacement)
     del displacement
@@ -83,6 +90,7 @@ def synthesise_case(seed: int, index: int, with_tissue: bool = False, timepoint:
         "generator_version": GENERATOR_VERSION,
         "variant": variant,
         "domain_randomised": bool(randomise),
+        **({"oedema_scale": round(factor, 6)} if factor is not None else {}),
         "volumes_ml": label_volumes_ml(seg),
         "brain_volume_ml": round(float(warped.mask.sum()) / 1000.0, 3),
         "n_foci": len(plan.foci) - plan.n_satellites,
@@ -101,11 +109,12 @@ def _case_paths(out: Path, case_id: str) -> list[Path]:
 
 
 def write_case(out: str | Path, seed: int, index: int, timepoint: int = 0, randomise: bool = False,
-               variants: Sequence[str] | None = None) -> dict:
-    """Synthesise case ``index`` (at ``timepoint``; ``randomise`` and ``variants`` as in
+               variants: Sequence[str] | None = None, oedema_scale=None) -> dict:
+    """Synthesise case ``index`` (at ``timepoint``; ``randomise``, ``variants`` and ``oedema_scale`` as in
     :func:`synthesise_case`) and write its five files atomically; returns its manifest entry."""
     out = Path(out)
-    image, seg, meta = synthesise_case(seed, index, timepoint=timepoint, randomise=randomise, variants=variants)
+    image, seg, meta = synthesise_case(seed, index, timepoint=timepoint, randomise=randomise, variants=variants,
+                                       oedema_scale=oedema_scale)
     geometry = grid_geometry()
     *image_paths, seg_path = _case_paths(out, meta["case_id"])
     for channel, path in enumerate(image_paths):
@@ -139,7 +148,7 @@ def _write_manifest(out: Path, seed: int, entries: dict) -> None:
 
 
 def _is_complete(out: Path, index: int, seed: int, entries: dict, timepoint: int = 0, randomise: bool = False,
-                 variants: Sequence[str] | None = None) -> bool:
+                 variants: Sequence[str] | None = None, oedema_scale=None) -> bool:
     case_id = case_id_for(index, timepoint)
     entry = entries.get(case_id)
     return (entry is not None and entry.get("seed") == seed and entry.get("index") == index
@@ -147,12 +156,15 @@ def _is_complete(out: Path, index: int, seed: int, entries: dict, timepoint: int
             and entry.get("generator_version") == GENERATOR_VERSION
             and entry.get("domain_randomised", False) == bool(randomise)
             and entry.get("variant") == variant_for(seed, index, variants)
+            and entry.get("oedema_scale") == (None if oedema_scale is None
+                                              else round(oedema_scale_for(seed, index, oedema_scale), 6))
             and all(p.is_file() for p in _case_paths(out, case_id)))
 
 
 def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int | None = None, start: int = 0,
                      overwrite: bool = False, progress: bool = True, followups: bool = False,
-                     randomise: bool = False, variants: Sequence[str] | None = None) -> list[Path]:
+                     randomise: bool = False, variants: Sequence[str] | None = None,
+                     oedema_scale=None) -> list[Path]:
     """Write ``n_cases`` synthetic cases ``BraTS-GLI-<start+i>-000`` under ``out``, plus ``dataset.json``;
     with ``followups``, also the follow-up timepoints ``BraTS-GLI-<start+i>-001…`` of the patients that have
     them (:func:`~brats_lib.synthetic.followup.followup_changes`: every sixth patient, index 3, 9, 15, …).
@@ -174,6 +186,8 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
         randomise: domain-randomised contrasts and nuisances (:func:`synthesise_case`); a case written
             with the other setting is regenerated.
         variants: only these lesion variants (:func:`synthesise_case`).
+        oedema_scale: a factor or ``(low, high)`` range on the oedema radii (:func:`synthesise_case`); a case
+            written with another setting is regenerated.
     Returns:
         The case folders, in case-id order.
     """
@@ -189,12 +203,18 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
             variants = check_variants(variants)
         except ValueError as exc:
             raise BratsConfigError(f"variants: {exc}") from None
+    if oedema_scale is not None:
+        try:
+            oedema_scale = check_oedema_scale(oedema_scale)
+        except ValueError as exc:
+            raise BratsConfigError(f"oedema_scale: {exc}") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(i, t) for i in range(int(start), int(start) + int(n_cases))
             for t in range(1 + (len(followup_changes(seed, i)) if followups else 0))]
     entries = _read_manifest(out)
-    todo = [(i, t) for i, t in jobs if overwrite or not _is_complete(out, i, seed, entries, t, randomise, variants)]
+    todo = [(i, t) for i, t in jobs if overwrite or not _is_complete(out, i, seed, entries, t, randomise, variants,
+                                                                 oedema_scale)]
     if todo:
         workers = (os.cpu_count() or 1) if workers is None else int(workers)
         workers = max(1, min(workers, len(todo)))
@@ -207,11 +227,12 @@ def generate_dataset(out: str | Path, n_cases: int, seed: int = 0, workers: int 
         if workers == 1:
             with tqdm(total=len(todo), desc="synthesising", unit="case", disable=not progress) as bar:
                 for index, timepoint in todo:
-                    record(write_case(out, seed, index, timepoint, randomise, variants))
+                    record(write_case(out, seed, index, timepoint, randomise, variants, oedema_scale))
                     bar.update()
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(write_case, out, seed, index, timepoint, randomise, variants) for index, timepoint in todo]
+                futures = [pool.submit(write_case, out, seed, index, timepoint, randomise, variants, oedema_scale)
+                           for index, timepoint in todo]
                 with tqdm(total=len(todo), desc="synthesising", unit="case", disable=not progress) as bar:
                     for future in as_completed(futures):
                         record(future.result())

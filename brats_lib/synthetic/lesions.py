@@ -15,7 +15,7 @@ Every label is kept inside the brain mask. Painting works on lesion bounding box
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -67,6 +67,40 @@ def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"unknown variant(s) {unknown or names}; expected some of {', '.join(VARIANTS)}")
     return tuple(v for v in VARIANTS if v in names)
+
+
+#: Largest oedema scale :func:`oedema_scale_for` accepts (a factor of 3 on the radius is already ~27x the volume).
+MAX_OEDEMA_SCALE = 3.0
+
+
+def check_oedema_scale(scale) -> tuple[float, float]:
+    """``scale`` (one factor or a ``(low, high)`` range) as a ``(low, high)`` pair of floats with
+    ``0 < low <= high <= MAX_OEDEMA_SCALE``; ValueError saying what is wrong otherwise."""
+    values = [scale] if isinstance(scale, (int, float, np.floating, np.integer)) else list(scale)
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"expected one number or a low,high pair, got {scale!r}") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(np.isfinite(values)) or not 0 < values[0] <= values[1] <= MAX_OEDEMA_SCALE:
+        raise ValueError(f"expected 0 < low <= high <= {MAX_OEDEMA_SCALE:g}, got {scale!r}")
+    return values[0], values[1]
+
+
+def oedema_scale_for(seed: int, index: int, scale) -> float:
+    """The factor on every oedema radius of case ``index``: uniform in the ``scale`` range
+    (:func:`check_oedema_scale`), from its own stream ``default_rng([seed, index, 0xED])`` so that the rest of
+    the case's draws do not depend on it."""
+    low, high = check_oedema_scale(scale)
+    if low == high:
+        return low
+    return float(np.random.default_rng([int(seed), int(index), 0xED]).uniform(low, high))
+
+
+def scale_oedema(plan: "CasePlan", factor: float) -> "CasePlan":
+    """``plan`` with every oedema radius times ``factor`` (the foci, cavities and mass effect unchanged)."""
+    return replace(plan, edemas=[replace(e, radius=e.radius * float(factor)) for e in plan.edemas])
 
 
 @dataclass
