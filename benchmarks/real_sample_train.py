@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from brats_lib import crossval
 from brats_lib.data import save_splits
 from brats_lib.inference import predict_case
 from brats_lib.io import discover_cases, load_case, save_label_map
@@ -121,13 +122,11 @@ def main() -> None:
         raise SystemExit(f"--hold-out: {sorted(set(held_out) - {c.case_id for c in held})} not among the "
                          f"labelled cases of {data_dir}")
     train_ids = [c.case_id for c in cases if c.case_id not in held_out]
-    train_dir = data_dir
-    if extra is not None:  # the synthetic cases join the training set; the folder links both, nothing is copied
-        from brats_lib import crossval
-
-        train_ids += [c.case_id for c in crossval.labelled_cases(extra)]
-        train_dir = crossval.linked_dataset(Path(args.run_dir).parent / f"{Path(args.run_dir).name}_train_data",
-                                            {"real": data_dir, "extra": extra})
+    # the synthetic cases join the training set; the folder links both, nothing is copied
+    extra_ids, train_dir = crossval.training_folder(
+        data_dir, [c.case_id for c in cases], extra,
+        Path(args.run_dir).parent / f"{Path(args.run_dir).name}_train_data")
+    train_ids += extra_ids
     splits = {"train": train_ids, "val": [c.case_id for c in held], "test": []}
     splits_file = Path(args.cache_dir) / "splits.json"
     save_splits(splits, splits_file, held_out=held_out, note="real sample cases, fixed hold-out")
@@ -167,15 +166,11 @@ def main() -> None:
     if args.postprocess_from:
         # after the held-out scoring (which stays without post-processing): the CV's out-of-fold predictions
         # include the held-out patients
-        from brats_lib import crossval
-
         crossval.tune_from_crossval(Path(args.postprocess_from), data_dir, Path(args.run_dir))
 
 
 def train_on_everything(args, data_dir: Path, extra: Path | None) -> None:
     """The deliverable: the recipe on every real case (plus ``extra``), post-processing from a cross-validation."""
-    from brats_lib import crossval
-
     if not args.postprocess_from:
         print("note: no --postprocess-from CV_DIR: the run gets no tuned post-processing (brats predict applies "
               "none)")
@@ -221,8 +216,6 @@ def train_config(args) -> dict:
 
 
 def cross_validate(args, data_dir: Path, extra: Path | None = None) -> None:
-    from brats_lib import crossval
-
     for name in args.variants.split(","):
         if name not in crossval.VARIANTS:
             raise SystemExit(f"--variants: unknown variant {name!r}; expected some of {list(crossval.VARIANTS)}")

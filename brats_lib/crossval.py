@@ -252,15 +252,7 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
     if folds_path.exists() and load_folds(folds_path) != folds:
         raise ValueError(f"{folds_path}: holds other folds than k={k}, seed={seed} over {data_dir} make; "
                          "use a new cross-validation directory")
-    extra_ids: list[str] = []
-    train_dir = Path(data_dir)
-    if extra_train is not None:
-        extra_ids = [c.case_id for c in labelled_cases(extra_train)]
-        clash = sorted(set(extra_ids) & set(cases))
-        if not extra_ids or clash:
-            raise ValueError(f"{extra_train}: " + (f"case ids also in {data_dir}: {', '.join(clash[:3])}" if clash
-                                                   else "no labelled cases to add to the training sets"))
-        train_dir = linked_dataset(cv_dir / "train_data", {"real": data_dir, "extra": extra_train})
+    extra_ids, train_dir = training_folder(data_dir, cases, extra_train, cv_dir / "train_data")
     if folds_path.exists():
         stored = json.loads(folds_path.read_text(encoding="utf-8")).get("extra_cases", [])
         if stored != extra_ids:
@@ -335,15 +327,7 @@ def train_final(data_dir: str | Path, run_dir: str | Path, config: Mapping[str, 
     cases = [c.case_id for c in labelled_cases(data_dir)]
     if not cases:
         raise ValueError(f"{data_dir}: no labelled case with images to train on")
-    extra_ids: list[str] = []
-    train_dir = Path(data_dir)
-    if extra_train is not None:
-        extra_ids = [c.case_id for c in labelled_cases(extra_train)]
-        clash = sorted(set(extra_ids) & set(cases))
-        if not extra_ids or clash:
-            raise ValueError(f"{extra_train}: " + (f"case ids also in {data_dir}: {', '.join(clash[:3])}" if clash
-                                                   else "no labelled cases to add to the training set"))
-        train_dir = linked_dataset(run_dir / "train_data", {"real": data_dir, "extra": extra_train})
+    extra_ids, train_dir = training_folder(data_dir, cases, extra_train, run_dir / "train_data")
     if postprocess_from is not None:  # checked before the training, not after it
         if not (Path(postprocess_from) / FOLDS_FILE).is_file():
             raise ValueError(f"{postprocess_from}: not a cross-validation directory (no {FOLDS_FILE})")
@@ -400,6 +384,21 @@ def tune_from_crossval(cv_dir: str | Path, data_dir: str | Path, run_dir: str | 
     path = save_postprocessing(run_dir, record["min_component_voxels"], table, rules=record["rules"])
     log(f"{path}: tuned on the {len(ids)} out-of-fold predictions of {cv_dir}: {record}")
     return record
+
+
+def training_folder(data_dir: str | Path, case_ids: Iterable[str], extra_train: str | Path | None,
+                    link_folder: str | Path) -> tuple[list[str], Path]:
+    """(the extra case ids, the folder to train from): ``data_dir`` itself without ``extra_train``; with it,
+    ``link_folder`` linking both (:func:`linked_dataset`). ValueError when ``extra_train`` has no labelled case
+    or a case id of ``data_dir``."""
+    if extra_train is None:
+        return [], Path(data_dir)
+    extra_ids = [c.case_id for c in labelled_cases(extra_train)]
+    clash = sorted(set(extra_ids) & set(case_ids))
+    if not extra_ids or clash:
+        raise ValueError(f"{extra_train}: " + (f"case ids also in {data_dir}: {', '.join(clash[:3])}" if clash
+                                               else "no labelled cases to add to the training sets"))
+    return extra_ids, linked_dataset(link_folder, {"real": data_dir, "extra": extra_train})
 
 
 def linked_dataset(folder: str | Path, sources: Mapping[str, str | Path]) -> Path:
