@@ -89,7 +89,7 @@ study: venv data
 REAL_CV = $(PY) benchmarks/real_sample_train.py --cv 3 --epochs 11 --minutes 120 --cache-dir runs/real-cv/cache --no-tta
 real: venv
 	@test -d ../shared/data/real || { echo "real: ../shared/data/real not found (the real sample cases)" >&2; exit 2; }
-	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15 --synthetic 0
 	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6 --synthetic 6
 	$(PY) scripts/run_notebooks.py --profile real --only 12_real_data --out book/executed
 
