@@ -66,7 +66,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
             try:
                 scale = [float(v) for v in args.oedema_scale.split(",")]
             except ValueError:
-                raise BratsConfigError(f"--oedema-scale: expected LOW,HIGH numbers, got {args.oedema_scale!r}") from None
+                raise BratsConfigError(f"--oedema-scale: expected LOW,HIGH numbers, "
+                                       f"got {args.oedema_scale!r}") from None
         paths = generate_dataset(args.out, n_cases=args.n, seed=args.seed, workers=args.workers,
                                  start=args.start, followups=args.followups, randomise=args.randomise,
                                  variants=variants, oedema_scale=scale)

@@ -17,7 +17,8 @@ from ..labels import LABEL_NAMES, LABELS_2024
 from .anatomy import GRID_AFFINE, GRID_SHAPE, grid_geometry, load_anatomy, random_displacement, warp_anatomy
 from .contrasts import render_contrasts
 from .followup import change_plan, followup_changes, followup_rng
-from .lesions import check_oedema_scale, check_variants, oedema_scale_for, plan_case, paint_labels, scale_oedema, variant_for
+from .lesions import (check_oedema_scale, check_variants, oedema_scale_for, paint_labels, plan_case, scale_oedema,
+                      variant_for)
 
 #: Bump whenever the same (seed, index) would produce different bytes.
 GENERATOR_VERSION = "1.1"

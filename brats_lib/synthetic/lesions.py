@@ -90,8 +90,9 @@ def check_oedema_scale(scale) -> tuple[float, float]:
 
 def oedema_scale_for(seed: int, index: int, scale) -> float:
     """The factor on every oedema radius of case ``index``: uniform in the ``scale`` range
-    (:func:`check_oedema_scale`), from its own stream ``default_rng([seed, index, 0xED])`` so that the rest of
-    the case's draws do not depend on it."""
+    (:func:`check_oedema_scale`), from its own stream ``default_rng([seed, index, 0xED])``: drawing it does not
+    shift the case's stream, so the variant, foci, cavities and mass effect stay those of the default case (the
+    draws after the oedema is painted differ, as their number depends on its size)."""
     low, high = check_oedema_scale(scale)
     if low == high:
         return low
