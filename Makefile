@@ -84,13 +84,15 @@ study: venv data
 
 # the real-data chapter (notebook 12, profile `real`): patient-level 3-fold cross-validations of the real sample
 # cases (../shared/data/real), 275 iterations per fold (11 x 25: what 15 minutes give on 2 idle CPU cores; a fixed
-# count keeps the arms comparable on a busy machine), without and with 6 domain-randomised synthetic cases; about
-# 52 minutes each on 2 idle cores (a finished one is only read again), then the chapter into the book
+# count keeps the arms comparable on a busy machine): real cases only, + 6 domain-randomised synthetic cases, and
+# the same with sigmoid region outputs (the recipe real_sample_train.py's defaults train); 40-52 minutes each on 2
+# idle cores (a finished one is only read again), then the chapter into the book
 REAL_CV = $(PY) benchmarks/real_sample_train.py --cv 3 --epochs 11 --minutes 120 --cache-dir runs/real-cv/cache --no-tta
 real: venv
 	@test -d ../shared/data/real || { echo "real: ../shared/data/real not found (the real sample cases)" >&2; exit 2; }
-	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15 --synthetic 0
-	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6 --synthetic 6
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15 --synthetic 0 --output-mode softmax
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6 --synthetic 6 --output-mode softmax
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6-regions --synthetic 6 --output-mode regions
 	$(PY) scripts/run_notebooks.py --profile real --only 12_real_data --out book/executed
 
 # --- tests ---------------------------------------------------------------------------------------------

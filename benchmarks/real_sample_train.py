@@ -8,11 +8,12 @@ checkpoint the cross-validation scores; ``--postprocess-from CV_DIR`` saves the 
 cross-validation's out-of-fold predictions with the run):
 
     python benchmarks/real_sample_train.py --minutes 30 --run-dir runs/real-sample/resunet3d \
-        --postprocess-from runs/real-cv/m15-dr6
+        --postprocess-from runs/real-cv/m15-dr6-regions
 
 The defaults are the best recipe the cross-validation found (``benchmarks/RESULTS.md``): the Residual U-Net
 16…128 at 2 mm, 64³ patches, 275 steps (``--epochs 11`` × 25) with the poly schedule, default augmentation,
-softmax outputs, plus 6 domain-randomised synthetic ``untreated`` cases (``--synthetic 6``).
+sigmoid region outputs (``--output-mode regions``), plus 6 domain-randomised synthetic ``untreated`` cases
+(``--synthetic 6``).
 
 ``--hold-out ID,ID`` instead holds those cases out, trains on the rest and prints their Dice per region
 (whole-region and official lesion-wise); two patients flatter a recipe, so the figure to quote is ``--cv``'s.
@@ -23,14 +24,14 @@ softmax outputs, plus 6 domain-randomised synthetic ``untreated`` cases (``--syn
 scores them) with each post-processing variant, the tuned ones cross-fitted (tuned on the other folds'
 predictions), and prints per-fold and mean figures with n:
 
-    python benchmarks/real_sample_train.py --cv 3 --minutes 60 --cv-dir runs/real-cv/m15-dr6
+    python benchmarks/real_sample_train.py --cv 3 --minutes 60 --cv-dir runs/real-cv/m15-dr6-regions
 
 ``--synthetic N`` adds N domain-randomised synthetic cases (``brats synth --randomise``, untreated
 variant by default, as most real sample cases) to the training set of every fold; they are never scored
 (``--synthetic 0``: real cases only):
 
-    python benchmarks/real_sample_train.py --cv 3 --minutes 60 --synthetic 0 --cv-dir runs/real-cv/m15
-    python benchmarks/real_sample_train.py --cv 3 --minutes 60 --cv-dir runs/real-cv/m15-dr6
+    python benchmarks/real_sample_train.py --cv 3 --minutes 60 --synthetic 0 --output-mode softmax --cv-dir runs/real-cv/m15
+    python benchmarks/real_sample_train.py --cv 3 --minutes 60 --output-mode softmax --cv-dir runs/real-cv/m15-dr6
 
 A cross-validation directory whose folds are done is only re-scored (so the scoring can be re-run alone).
 The real cases are read in place and never copied; the cache goes to ``--cache-dir``.
@@ -84,9 +85,9 @@ def main() -> None:
     parser.add_argument("--variants", default="none,size,rules",
                         help="post-processing variants scored with --cv (none, size, rules)")
     parser.add_argument("--augment", default="default", help="training augmentation: default, strong or none")
-    parser.add_argument("--output-mode", choices=("softmax", "regions"), default="softmax",
-                        help="softmax over the 5 labels (default) or sigmoid region outputs WT, TC, ET, RC "
-                             "(region-based training, as the BraTS winners)")
+    parser.add_argument("--output-mode", choices=("softmax", "regions"), default="regions",
+                        help="sigmoid region outputs WT, TC, ET, RC (default: region-based training, as the BraTS "
+                             "winners; the better of the two in the cross-validation) or softmax over the 5 labels")
     parser.add_argument("--postprocess-from", default=None, metavar="CV_DIR",
                         help="tune postprocess.json (thresholds + rules) on the out-of-fold predictions of a "
                              "finished --cv directory and save it with the run")

@@ -687,14 +687,12 @@ def findings(summary: pd.DataFrame, variant: str, prior: pd.DataFrame | None = N
                 f"(its training cases: {under['train_true_ml']:.0f} mL), fold {int(over['fold'])} "
                 f"{over['val_error_ml']:+.0f} mL (its training cases: {over['train_true_ml']:.0f} mL)")
         if np.isfinite(follows) and follows > 0.5:
-            text += ("; the error follows the training patients' volumes: the models learned a typical extent "
-                     "more than they read the border")
+            text += (f"; the error follows the training patients' volumes, as if the models had learned a typical "
+                     f"extent more than they read the border ({len(prior)} folds: a pattern, not a proof)")
         sentences.append(text + ".")
     if comparison is not None and len(comparison.columns) > 2:
-        deltas = [c for c in comparison.columns if " − " in c]
-        if deltas:
-            col = deltas[0]
-            table = comparison.set_index("region")
+        table = comparison.set_index("region")
+        for col in (c for c in comparison.columns if " − " in c):  # one sentence per compared arm
             change = ", ".join(f"{r} {table.loc[r, col]:+.3f}" for r in regions if r in table.index)
             sentences.append(f"{col.split(' − ')[0]} against {col.split(' − ')[1]} (mean per-patient difference, "
                              f"n = {int(table['n_patients'].max())} patients): {change}.")

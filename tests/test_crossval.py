@@ -263,6 +263,12 @@ def test_findings_are_written_from_the_numbers():
     flat = prior.assign(train_true_ml=100.0)  # no spread: no claim about a prior, and no warning
     assert "typical extent" not in crossval.findings(summary, "rules", flat)
     assert crossval.findings(summary, "size").startswith("No scores of variant 'size'")
+    comparison = pd.DataFrame({"region": ["WT", "TC", "ET"], "base": [0.6, 0.5, 0.5], "a": [0.7, 0.5, 0.6],
+                               "a − base": [0.1, 0.0, 0.1], "b": [0.5, 0.6, 0.5], "b − base": [-0.1, 0.1, 0.0],
+                               "n_patients": [7, 7, 7]})
+    text = crossval.findings(summary, "rules", comparison=comparison)
+    assert "a against base (mean per-patient difference, n = 7 patients): WT +0.100, TC +0.000, ET +0.100." in text
+    assert "b against base (mean per-patient difference, n = 7 patients): WT -0.100, TC +0.100, ET +0.000." in text
 
 
 def test_crossval_figures_fit_the_column_and_state_n():
