@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,7 @@ import torch
 
 from brats_lib import crossval
 from brats_lib.data import save_splits
+from brats_lib.errors import BratsConfigError
 from brats_lib.inference import predict_case
 from brats_lib.io import discover_cases, load_case, save_label_map
 from brats_lib.labels import REGION_ORDER, region_mask
@@ -118,7 +121,7 @@ def main() -> None:
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
-        raise SystemExit(f"{data_dir}: real sample cases not found (../shared is absent)")
+        fail(f"{data_dir}: real sample cases not found (../shared is absent)")
     extra = synthetic_cases(args)
     if args.cv:
         return cross_validate(args, data_dir, extra)
@@ -128,7 +131,7 @@ def main() -> None:
     cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
     held = [c for c in cases if c.case_id in held_out]
     if len(held) != len(held_out):
-        raise SystemExit(f"--hold-out: {sorted(set(held_out) - {c.case_id for c in held})} not among the "
+        fail(f"--hold-out: {sorted(set(held_out) - {c.case_id for c in held})} not among the "
                          f"labelled cases of {data_dir}")
     train_ids = [c.case_id for c in cases if c.case_id not in held_out]
     # the synthetic cases join the training set; the folder links both, nothing is copied
@@ -187,10 +190,16 @@ def train_on_everything(args, data_dir: Path, extra: Path | None) -> None:
         record = crossval.train_final(data_dir, args.run_dir, train_config(args), extra_train=extra,
                                       postprocess_from=args.postprocess_from)
     except ValueError as exc:
-        raise SystemExit(str(exc)) from None
+        fail(str(exc))
     print(f"{args.run_dir}: trained on {len(record['cases'])} real + {len(record['extra_cases'])} synthetic cases; "
           f"brats predict --run {args.run_dir} --in DIR --out DIR applies it"
           + (" with the tuned post-processing" if args.postprocess_from else ""))
+
+
+def fail(message: str) -> NoReturn:
+    """A user error: one line on stderr, exit status 2."""
+    print(f"real_sample_train.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def synthetic_cases(args) -> Path | None:
@@ -202,10 +211,13 @@ def synthetic_cases(args) -> Path | None:
     variants = None if args.synthetic_variants == "all" else args.synthetic_variants.split(",")
     out = Path(args.synthetic_dir)
     start = time.perf_counter()
-    scale = (None if args.synthetic_oedema_scale is None
-             else [float(v) for v in args.synthetic_oedema_scale.split(",")])
-    generate_dataset(out, n_cases=args.synthetic, seed=args.synthetic_seed, workers=max(1, args.workers),
-                     start=args.synthetic_start, randomise=True, variants=variants, oedema_scale=scale)
+    try:
+        scale = (None if args.synthetic_oedema_scale is None
+                 else [float(v) for v in args.synthetic_oedema_scale.split(",")])
+        generate_dataset(out, n_cases=args.synthetic, seed=args.synthetic_seed, workers=max(1, args.workers),
+                         start=args.synthetic_start, randomise=True, variants=variants, oedema_scale=scale)
+    except (ValueError, BratsConfigError) as exc:
+        fail(f"--synthetic options: {exc}")
     print(f"{args.synthetic} domain-randomised synthetic case(s) in {out} "
           f"({time.perf_counter() - start:.0f} s; variants {args.synthetic_variants}"
           f"{'' if scale is None else f'; oedema scale {args.synthetic_oedema_scale}'})")
@@ -227,7 +239,7 @@ def train_config(args) -> dict:
 def cross_validate(args, data_dir: Path, extra: Path | None = None) -> None:
     for name in args.variants.split(","):
         if name not in crossval.VARIANTS:
-            raise SystemExit(f"--variants: unknown variant {name!r}; expected some of {list(crossval.VARIANTS)}")
+            fail(f"--variants: unknown variant {name!r}; expected some of {list(crossval.VARIANTS)}")
     cv_dir = Path(args.cv_dir or f"runs/real-cv/k{args.cv}")
     start = time.perf_counter()
     folds = crossval.run_folds(data_dir, cv_dir, args.cv, train_config(args), seed=args.seed,
