@@ -327,8 +327,7 @@ def train_final(data_dir: str | Path, run_dir: str | Path, config: Mapping[str, 
     cases = [c.case_id for c in labelled_cases(data_dir)]
     if not cases:
         raise ValueError(f"{data_dir}: no labelled case with images to train on")
-    extra_ids, train_dir = training_folder(data_dir, cases, extra_train, run_dir / "train_data")
-    if postprocess_from is not None:  # checked before the training, not after it
+    if postprocess_from is not None:  # checked before anything is written or trained
         if not (Path(postprocess_from) / FOLDS_FILE).is_file():
             raise ValueError(f"{postprocess_from}: not a cross-validation directory (no {FOLDS_FILE})")
         missing = [raw_prediction_path(postprocess_from, i, c)
@@ -336,6 +335,7 @@ def train_final(data_dir: str | Path, run_dir: str | Path, config: Mapping[str, 
                    if not raw_prediction_path(postprocess_from, i, c).exists()]
         if missing:
             raise ValueError(f"{postprocess_from}: unfinished cross-validation ({missing[0]} missing)")
+    extra_ids, train_dir = training_folder(data_dir, cases, extra_train, run_dir / "train_data")
     splits_file = run_dir / "splits.json"
     save_splits({"train": cases + extra_ids, "val": [], "test": []}, splits_file,
                 note="final run: every labelled case trains; no validation patient")

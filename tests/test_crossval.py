@@ -306,7 +306,9 @@ def test_train_final_trains_on_every_case_and_takes_the_crossvals_post_processin
     run_dir = tmp_path / "final"
     # refused before any training: not a cross-validation, an unfinished one, a case id clash
     with pytest.raises(ValueError, match="not a cross-validation directory"):
-        crossval.train_final(data, run_dir, config, postprocess_from=tmp_path, log=lambda line: None)
+        crossval.train_final(data, run_dir, config, extra_train=extra, postprocess_from=tmp_path,
+                             log=lambda line: None)
+    assert not run_dir.exists()  # nothing written
     (cv_dir / "fold1" / "raw").rename(tmp_path / "aside")
     with pytest.raises(ValueError, match="unfinished cross-validation"):
         crossval.train_final(data, run_dir, config, postprocess_from=cv_dir, log=lambda line: None)
