@@ -302,10 +302,56 @@ def test_deform_resamples_at_the_displaced_voxel():
     assert np.array_equal(gs.deform(label, np.zeros_like(field), order=0), label)
 
 
-def test_synthesis_gives_up_after_bounded_tries(dataset, gan_run, tmp_path):
+def _valid_starts_brute_force(brain, occupied, piece, region, radius):
+    shape, size = np.array(brain.shape), np.array(piece.shape)
+    starts = []
+    for start in np.ndindex(*(shape - size + 1)):
+        box = tuple(slice(a, a + n) for a, n in zip(start, size))
+        if not brain[box][piece].all():
+            continue
+        vol, win = gs._window(np.array(start) - radius, region.shape, brain.shape)
+        if not (occupied[vol] & region[win]).any():
+            starts.append(start)
+    return np.array(starts, dtype=np.int64).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("seed, radius", [(0, 0), (1, 1), (2, 2)])
+def test_valid_starts_are_every_placement_that_fits(seed, radius):
+    rng = np.random.default_rng(seed)
+    brain = np.zeros((14, 12, 11), bool)
+    brain[2:13, 1:11, 1:10] = True
+    brain &= rng.random(brain.shape) > 0.03  # holes: starts over them must be refused
+    occupied = np.zeros_like(brain)
+    occupied[8:11, 6:9, 4:7] = True
+    piece = rng.random((4, 3, 3)) > 0.4
+    piece[0, 0, 0] = piece[-1, -1, -1] = True
+    piece = np.pad(piece, 1)  # an empty border, as the elastic margin leaves
+    region = gs._dilate_np(np.pad(piece, radius), radius)
+    expected = _valid_starts_brute_force(brain, occupied, piece, region, radius)
+    got = gs.valid_starts(brain, occupied, piece, region, radius)
+    assert len(expected) > 0 and np.array_equal(got, expected)
+    tiny = np.zeros_like(brain)
+    tiny[5:7, 5:7, 5:7] = True  # smaller than the piece: no start at all
+    assert gs.valid_starts(tiny, occupied, piece, region, radius).shape == (0, 3)
+
+
+def test_placement_falls_back_to_every_valid_start_when_random_centres_miss(dataset, gan_run):
     synthesiser = gs.Synthesiser(gan_run, dataset / "raw", max_tries=3, tries_per_pair=3)
-    with pytest.raises(gs.BratsInputError, match="no place for an inserted tumour .* after 3 tries"):
+    source, donor, piece, region, start, details = synthesiser.place(_NeverFits(np.random.default_rng(0)))
+    box = tuple(slice(a, a + n) for a, n in zip(start, piece.shape))
+    assert (start >= 0).all() and source.brain[box][piece > 0].all()
+    vol, win = gs._window(start - synthesiser.dilation_full, region.shape, source.brain.shape)
+    assert not ((source.label > 0)[vol] & region[win]).any()
+    assert details["tries"] == 4  # the 3 random centres of the first pair failed, the exact search did not
+
+
+def test_synthesis_gives_up_after_bounded_tries(dataset, gan_run, monkeypatch):
+    synthesiser = gs.Synthesiser(gan_run, dataset / "raw", max_tries=6, tries_per_pair=3)
+    calls = []
+    monkeypatch.setattr(gs, "valid_starts", lambda *a: calls.append(1) or np.zeros((0, 3), np.int64))
+    with pytest.raises(gs.BratsInputError, match="no place for an inserted tumour .* after 6 tries: none of 2 "):
         synthesiser.place(_NeverFits(np.random.default_rng(0)))
+    assert len(calls) == 2  # one exact search per pair, two pairs
 
 
 class _NeverFits:

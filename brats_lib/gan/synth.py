@@ -9,8 +9,9 @@ For each new case (all randomness from ``default_rng((seed, i))``, so a seed giv
    resampling of the labels; 0 turns it off);
 2. it is **placed** at a random brain voxel of the source such that every inserted tumour voxel lies in the
    brain (non-zero in some contrast) and the inpainting region (the inserted tumour dilated by the run's
-   ``dilation`` × its resolution factor) does not touch the existing tumour; after ``max_tries`` failed
-   placements (a new source/donor pair every ``tries_per_pair``) synthesis gives up with a message;
+   ``dilation`` × its resolution factor) does not touch the existing tumour; a pair whose ``tries_per_pair``
+   random centres all fail gets a start drawn from all its valid ones (computed exactly), and after
+   ``max_tries // tries_per_pair`` pairs without room synthesis gives up with a message;
 3. a cube around it, at least the run's ``crop_size`` (larger for a larger tumour: the generator is fully
    convolutional), is normalised as the cache was (clip to the source's in-brain 0.5/99.5 percentiles,
    z-score over the brain), resampled to the GAN's resolution, its region replaced by noise and
@@ -43,6 +44,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from scipy import ndimage
+from scipy.signal import fftconvolve
 import torch.nn.functional as F
 
 from .._atomic import write_text_atomic
@@ -100,6 +102,35 @@ def _window(start: Sequence[int], size: Sequence[int], shape: Sequence[int]) -> 
 
 def _dilate_np(mask: np.ndarray, radius: int) -> np.ndarray:
     return dilate(torch.from_numpy(np.ascontiguousarray(mask))[None], radius)[0].numpy()
+
+
+def valid_starts(brain: np.ndarray, occupied: np.ndarray, piece: np.ndarray, region: np.ndarray,
+                 radius: int) -> np.ndarray:
+    """Every start voxel (the piece's corner) where a piece fits: the whole piece box inside the volume, every
+    ``piece`` voxel inside ``brain``, and ``region`` (the piece's frame grown by ``radius`` on each side, placed at
+    start − radius; its part outside the volume ignored) off ``occupied``. (N, 3) int array, C order.
+
+    Both conditions are correlations of binary masks, computed by FFT over the starts that keep the piece's
+    voxels inside the brain's bounding box; counts are integers, so a half-voxel tolerance makes them exact.
+    """
+    shape, size = np.array(brain.shape), np.array(piece.shape)
+    if (size > shape).any() or not piece.any() or not brain.any():
+        return np.zeros((0, 3), dtype=np.int64)
+    inside = np.argwhere(brain)
+    tumour = np.argwhere(piece)
+    first = np.maximum(inside.min(0) - tumour.min(0), 0)  # starts outside this box put a voxel off the brain
+    last = np.minimum(inside.max(0) - tumour.max(0), shape - size)
+    if (last < first).any():
+        return np.zeros((0, 3), dtype=np.int64)
+    span = tuple(slice(a, b + size_i) for a, b, size_i in zip(first, last, size))
+    outside = fftconvolve((~brain[span]).astype(np.float32), piece[::-1, ::-1, ::-1].astype(np.float32), mode="valid")
+    # the occupied mask over the same starts, widened by the radius (zeros beyond the volume)
+    vol, win = _window(first - radius, last - first + size + 2 * radius, shape)
+    near = np.zeros(tuple(last - first + size + 2 * radius), dtype=np.float32)
+    near[win] = occupied[vol]
+    touch = fftconvolve(near, region[::-1, ::-1, ::-1].astype(np.float32), mode="valid")
+    ok = (outside < 0.5) & (touch < 0.5)
+    return np.argwhere(ok) + first
 
 
 def transformed_piece(label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[int], int, np.ndarray]:
@@ -262,40 +293,50 @@ class Synthesiser:
     def place(self, rng: np.random.Generator) -> tuple[_Source, Case, np.ndarray, np.ndarray, np.ndarray, dict]:
         """(source, donor, piece, its region, its start voxel, details) of a valid placement.
 
+        Each source/donor pair first gets ``tries_per_pair`` random brain voxels as centres (cheap, and what
+        most placements need); when none fits, every valid start of that pair is computed exactly
+        (:func:`valid_starts`) and one is drawn, so a pair is only given up when it has no room at all.
+
         Raises:
-            BratsInputError: no valid placement after ``max_tries`` tries.
+            BratsInputError: no pair with room after ``max_tries`` tries (``max_tries // tries_per_pair``
+                pairs).
         """
         tried: list[str] = []
-        for attempt in range(self.max_tries):
-            if attempt % self.tries_per_pair == 0:
-                source_case, donor = self._pair(rng)
-                source = self._load_source(source_case)
-                piece, flips, k, lo = transformed_piece(self._label(donor), rng)
-                r = self.dilation_full
-                # the elastic field covers the region's frame: the piece padded by the deformation's margin
-                # and the dilation; the label is deformed in it and the dilation margin cut off again
-                margin = elastic_margin(self.elastic_sigma)
-                field = elastic_field(np.array(piece.shape) + 2 * (margin + r), rng, self.elastic_sigma)
-                piece = deform(np.pad(piece, margin + r), field, order=0)[(slice(r, -r or None),) * 3]
-                region = _dilate_np(np.pad(piece > 0, r), r)
-                occupied = source.label > 0
-                tried.append(f"{donor.case_id} into {source_case.case_id}")
-            centre = source.brain_coords[int(rng.integers(len(source.brain_coords)))]
-            start = centre - np.array(piece.shape) // 2
-            if (start < 0).any() or (start + piece.shape > np.array(source.brain.shape)).any():
-                continue
-            box = tuple(slice(s, s + n) for s, n in zip(start, piece.shape))
-            if not source.brain[box][piece > 0].all():
-                continue
-            rstart = start - r
-            vol, win = _window(rstart, region.shape, source.brain.shape)
-            if (occupied[vol] & region[win]).any():
-                continue
-            return source, donor, piece, region, start, {"flips": flips, "rot90": k, "tries": attempt + 1,
-                                                         "lo": lo - margin, "field": field}
+        n_pairs = max(1, self.max_tries // max(1, self.tries_per_pair))
+        for pair in range(n_pairs):
+            source_case, donor = self._pair(rng)
+            source = self._load_source(source_case)
+            piece, flips, k, lo = transformed_piece(self._label(donor), rng)
+            r = self.dilation_full
+            # the elastic field covers the region's frame: the piece padded by the deformation's margin
+            # and the dilation; the label is deformed in it and the dilation margin cut off again
+            margin = elastic_margin(self.elastic_sigma)
+            field = elastic_field(np.array(piece.shape) + 2 * (margin + r), rng, self.elastic_sigma)
+            piece = deform(np.pad(piece, margin + r), field, order=0)[(slice(r, -r or None),) * 3]
+            region = _dilate_np(np.pad(piece > 0, r), r)
+            occupied = source.label > 0
+            tried.append(f"{donor.case_id} into {source_case.case_id}")
+            details = {"flips": flips, "rot90": k, "lo": lo - margin, "field": field}
+            for attempt in range(self.tries_per_pair):
+                centre = source.brain_coords[int(rng.integers(len(source.brain_coords)))]
+                start = centre - np.array(piece.shape) // 2
+                if (start < 0).any() or (start + piece.shape > np.array(source.brain.shape)).any():
+                    continue
+                box = tuple(slice(s, s + n) for s, n in zip(start, piece.shape))
+                if not source.brain[box][piece > 0].all():
+                    continue
+                vol, win = _window(start - r, region.shape, source.brain.shape)
+                if (occupied[vol] & region[win]).any():
+                    continue
+                return source, donor, piece, region, start, {
+                    **details, "tries": pair * self.tries_per_pair + attempt + 1}
+            starts = valid_starts(source.brain, occupied, piece > 0, region, r)
+            if len(starts):
+                start = starts[int(rng.integers(len(starts)))]
+                return source, donor, piece, region, start, {**details, "tries": (pair + 1) * self.tries_per_pair + 1}
         raise BratsInputError(f"no place for an inserted tumour inside the brain and away from the existing "
-                              f"tumour after {self.max_tries} tries ({'; '.join(tried[-3:])}); the cases' brains "
-                              "may be too small for their tumours")
+                              f"tumour after {self.max_tries} tries: none of {n_pairs} source/donor pair(s) has "
+                              f"room ({'; '.join(tried[-3:])}); the cases' brains are too small for their tumours")
 
     # ----------------------------------------------------------------------------------------- inpaint
     @torch.no_grad()
