@@ -298,8 +298,7 @@ class Synthesiser:
         (:func:`valid_starts`) and one is drawn, so a pair is only given up when it has no room at all.
 
         Raises:
-            BratsInputError: no pair with room after ``max_tries`` tries (``max_tries // tries_per_pair``
-                pairs).
+            BratsInputError: none of ``max_tries // tries_per_pair`` pairs has room.
         """
         tried: list[str] = []
         n_pairs = max(1, self.max_tries // max(1, self.tries_per_pair))
@@ -328,15 +327,17 @@ class Synthesiser:
                 vol, win = _window(start - r, region.shape, source.brain.shape)
                 if (occupied[vol] & region[win]).any():
                     continue
+                # tries: each earlier pair took its random centres and one exact search
                 return source, donor, piece, region, start, {
-                    **details, "tries": pair * self.tries_per_pair + attempt + 1}
+                    **details, "tries": pair * (self.tries_per_pair + 1) + attempt + 1}
             starts = valid_starts(source.brain, occupied, piece > 0, region, r)
             if len(starts):
                 start = starts[int(rng.integers(len(starts)))]
-                return source, donor, piece, region, start, {**details, "tries": (pair + 1) * self.tries_per_pair + 1}
+                return source, donor, piece, region, start, {**details, "tries": (pair + 1) * (self.tries_per_pair + 1)}
         raise BratsInputError(f"no place for an inserted tumour inside the brain and away from the existing "
-                              f"tumour after {self.max_tries} tries: none of {n_pairs} source/donor pair(s) has "
-                              f"room ({'; '.join(tried[-3:])}); the cases' brains are too small for their tumours")
+                              f"tumour: none of {n_pairs} source/donor pair(s) has room ({self.tries_per_pair} random "
+                              f"centres, then an exact search, each; {'; '.join(tried[-3:])}); the cases' brains are "
+                              "too small for their tumours")
 
     # ----------------------------------------------------------------------------------------- inpaint
     @torch.no_grad()
