@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from brats_lib import crossval
+from brats_lib._atomic import write_text_atomic
 from brats_lib.inference import load_ensemble, predict_case
 from brats_lib.io import load_case, save_label_map
 from brats_lib.models import decode_probabilities
@@ -146,7 +147,7 @@ def main() -> None:
                     label = decode(record["probs"].float(), mode, setting["thresholds"])
                     save_label_map(invert_label(label, record["meta"]), record["geometry"],
                                    crossval.raw_prediction_path(target, i, case_id))
-            (target / "inference.json").write_text(json.dumps(
+            write_text_atomic(target / "inference.json", json.dumps(
                 {"from_cv": str(cv_dir), "tta": setting["tta"], "thresholds": dict(zip(OUTPUTS, setting["thresholds"])),
                  "checkpoint": "last.pt"}, indent=1))
             crossval.score_folds(target, data_dir, ("none", "rules"), log=lambda line: None)

@@ -104,6 +104,16 @@ def _dilate_np(mask: np.ndarray, radius: int) -> np.ndarray:
     return dilate(torch.from_numpy(np.ascontiguousarray(mask))[None], radius)[0].numpy()
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) voxel index of a non-empty mask along each axis, from its projections (no voxel list)."""
+    lo, hi = [], []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        lo.append(hits[0])
+        hi.append(hits[-1])
+    return np.array(lo), np.array(hi)
+
+
 def valid_starts(brain: np.ndarray, occupied: np.ndarray, piece: np.ndarray, region: np.ndarray,
                  radius: int) -> np.ndarray:
     """Every start voxel (the piece's corner) where a piece fits: the whole piece box inside the volume, every
@@ -116,10 +126,9 @@ def valid_starts(brain: np.ndarray, occupied: np.ndarray, piece: np.ndarray, reg
     shape, size = np.array(brain.shape), np.array(piece.shape)
     if (size > shape).any() or not piece.any() or not brain.any():
         return np.zeros((0, 3), dtype=np.int64)
-    inside = np.argwhere(brain)
-    tumour = np.argwhere(piece)
-    first = np.maximum(inside.min(0) - tumour.min(0), 0)  # starts outside this box put a voxel off the brain
-    last = np.minimum(inside.max(0) - tumour.max(0), shape - size)
+    (brain_lo, brain_hi), (piece_lo, piece_hi) = _bounding_box(brain), _bounding_box(piece)
+    first = np.maximum(brain_lo - piece_lo, 0)  # starts outside this box put a voxel off the brain
+    last = np.minimum(brain_hi - piece_hi, shape - size)
     if (last < first).any():
         return np.zeros((0, 3), dtype=np.int64)
     span = tuple(slice(a, b + size_i) for a, b, size_i in zip(first, last, size))
