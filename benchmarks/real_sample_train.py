@@ -33,6 +33,14 @@ variant by default, as most real sample cases) to the training set of every fold
     python benchmarks/real_sample_train.py --cv 3 --minutes 60 --synthetic 0 --output-mode softmax --cv-dir runs/real-cv/m15
     python benchmarks/real_sample_train.py --cv 3 --minutes 60 --output-mode softmax --cv-dir runs/real-cv/m15-dr6
 
+``--synthetic-method copy_paste`` or ``gan`` makes the N extra cases instead by inserting a tumour taken from
+one training case into another (issue 12's generative augmentation, :mod:`brats_lib.gan.synth`): copy-paste of
+the donor's voxels, or inpainted by a GAN trained on the training cases only. With ``--cv`` every fold makes its
+own from its own training cases (``fold<i>/inserted/``: the GAN run and the cases), so no validation patient is
+seen by the GAN or donates a tumour (issue 12's real-data arm, ``benchmarks/RESULTS.md``):
+
+    python benchmarks/real_sample_train.py --cv 3 --output-mode softmax --synthetic-method gan --cv-dir runs/real-cv/m15-gan6
+
 A cross-validation directory whose folds are done is only re-scored (so the scoring can be re-run alone).
 The real cases are read in place and never copied; the cache goes to ``--cache-dir``.
 """
@@ -61,6 +69,7 @@ from brats_lib.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
+SYNTHETIC_METHODS = ("generator", "copy_paste", "gan")
 
 
 def main() -> None:
@@ -115,6 +124,18 @@ def main() -> None:
                              "(brats synth --oedema-scale), to cover larger oedema extents than the default cases")
     parser.add_argument("--synthetic-start", type=int, default=90000,
                         help="first synthetic case number (ids BraTS-GLI-<start+i>-000, clear of real ids)")
+    parser.add_argument("--synthetic-method", choices=SYNTHETIC_METHODS, default="generator",
+                        help="how the --synthetic cases are made: 'generator' (brats synth --randomise, the "
+                             "default), or tumours inserted into the training cases themselves (issue 12): "
+                             "'copy_paste' (a donor case's own tumour voxels, intensity-matched) or 'gan' (inpainted "
+                             "by a GAN trained on the training cases); with --cv, each fold makes its own from its "
+                             "training cases only")
+    parser.add_argument("--synthetic-max-tries", type=int, default=2000,
+                        help="placement tries per inserted case before synthesis gives up (20 random centres and "
+                             "one exact search per source/donor pair; default 2000 = 100 pairs: a real brain "
+                             "with one large tumour often has no room for another, so most pairs have none)")
+    parser.add_argument("--gan-epochs", type=int, default=8, help="GAN epochs for --synthetic-method gan")
+    parser.add_argument("--gan-iterations", type=int, default=20, help="GAN iterations per epoch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,18 +143,28 @@ def main() -> None:
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         fail(f"{data_dir}: real sample cases not found (../shared is absent)")
-    extra = synthetic_cases(args)
+    inserted = args.synthetic > 0 and args.synthetic_method != "generator"
+    extra = None if inserted else synthetic_cases(args)
+    cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
     if args.cv:
+        if inserted:  # made per fold from the fold's training cases only
+            def extra(i, fold):
+                return inserted_cases(args, data_dir, fold["train"], Path(cv_dir_of(args)) / f"fold{i}" / "inserted")
         return cross_validate(args, data_dir, extra)
     if not args.hold_out:
+        if inserted:
+            extra = inserted_cases(args, data_dir, [c.case_id for c in cases],
+                                   Path(args.run_dir).parent / f"{Path(args.run_dir).name}_inserted")
         return train_on_everything(args, data_dir, extra)
     held_out = [h.strip() for h in args.hold_out.split(",") if h.strip()]
-    cases = [c for c in discover_cases(data_dir, require_images=False) if c.has_images and c.has_label]
     held = [c for c in cases if c.case_id in held_out]
     if len(held) != len(held_out):
         fail(f"--hold-out: {sorted(set(held_out) - {c.case_id for c in held})} not among the "
                          f"labelled cases of {data_dir}")
     train_ids = [c.case_id for c in cases if c.case_id not in held_out]
+    if inserted:
+        extra = inserted_cases(args, data_dir, train_ids,
+                               Path(args.run_dir).parent / f"{Path(args.run_dir).name}_inserted")
     # the synthetic cases join the training set; the folder links both, nothing is copied
     extra_ids, train_dir = crossval.training_folder(
         data_dir, [c.case_id for c in cases], extra,
@@ -224,6 +255,47 @@ def synthetic_cases(args) -> Path | None:
     return out
 
 
+def inserted_cases(args, data_dir: Path, train_ids: list[str], out: Path) -> Path:
+    """``--synthetic`` cases made by inserting tumours into ``train_ids`` (``--synthetic-method copy_paste`` or
+    ``gan``), written to ``out/cases``; their folder. ``gan`` first trains the GAN on ``train_ids`` only into
+    ``out/gan`` (its best checkpoint chosen on training crops, so no validation patient steers it); ``copy_paste``
+    needs only the GAN config's geometry, and the same seed gives the two methods the same placements. Reused
+    when complete (an interrupted GAN run resumes)."""
+    from brats_lib.data import save_splits as save_split_file
+    from brats_lib.errors import BratsInputError
+    from brats_lib.gan.synth import synthesise
+    from brats_lib.gan.train import GanConfig, train_gan
+
+    cases = out / "cases"
+    done = cases / "provenance.csv"
+    if done.is_file() and len(done.read_text(encoding="utf-8").splitlines()) == args.synthetic + 1:
+        return cases
+    config = GanConfig(data_dir=str(data_dir), cache_dir=args.cache_dir, run_dir=str(out / "gan"),
+                       splits_file=str(out / "gan_splits.json"), preprocess={"downsample": args.downsample},
+                       epochs=args.gan_epochs, iterations_per_epoch=args.gan_iterations, device=args.device,
+                       workers=args.workers, seed=args.seed)
+    start = time.perf_counter()
+    try:
+        run = config
+        if args.synthetic_method == "gan":
+            save_split_file({"train": list(train_ids), "val": [], "test": []}, config.splits_file,
+                            note="the GAN's training cases: the fold's (or run's) training cases only")
+            train_gan(config, progress=False)
+            run = config.run_dir
+        synthesise(run, data_dir, cases, args.synthetic, seed=args.synthetic_seed, case_ids=train_ids,
+                   start=args.synthetic_start, device=args.device, method=args.synthetic_method, replace=True,
+                   max_tries=args.synthetic_max_tries)
+    except (BratsConfigError, BratsInputError) as exc:
+        fail(f"--synthetic-method {args.synthetic_method}: {exc}")
+    print(f"{args.synthetic} {args.synthetic_method} case(s) from {len(train_ids)} training cases in {cases} "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return cases
+
+
+def cv_dir_of(args) -> str:
+    return args.cv_dir or f"runs/real-cv/k{args.cv}"
+
+
 def train_config(args) -> dict:
     """The recipe's TrainConfig fields (data_dir, run_dir and splits_file are set per run)."""
     return dict(
@@ -236,11 +308,11 @@ def train_config(args) -> dict:
     )
 
 
-def cross_validate(args, data_dir: Path, extra: Path | None = None) -> None:
+def cross_validate(args, data_dir: Path, extra=None) -> None:
     for name in args.variants.split(","):
         if name not in crossval.VARIANTS:
             fail(f"--variants: unknown variant {name!r}; expected some of {list(crossval.VARIANTS)}")
-    cv_dir = Path(args.cv_dir or f"runs/real-cv/k{args.cv}")
+    cv_dir = Path(cv_dir_of(args))
     start = time.perf_counter()
     folds = crossval.run_folds(data_dir, cv_dir, args.cv, train_config(args), seed=args.seed,
                                tta=not args.no_tta, device=args.device, extra_train=extra)

@@ -21,6 +21,7 @@ Layout of a cross-validation directory::
     folds.json                 the folds (case ids, patients), k, seed
     fold<i>/run/               the fold's run directory (config.json, last.pt, …, postprocess.json)
     fold<i>/raw/<case>.nii.gz  raw predictions of the fold's validation cases
+    fold<i>/extra.json         with per-fold extra training cases: their folder and case ids
     scores.csv                 one row per case × region × post-processing variant
     summary.csv                per-fold and overall means (with n) per variant and region
     postprocess_crossfit.json  variant → fold → the post-processing applied to that fold (tuned on the others)
@@ -49,6 +50,10 @@ from .io import (Case, discover_cases, geometry_of, load_case, load_case_label, 
 from .labels import REGION_ORDER, to_2024
 
 FOLDS_FILE = "folds.json"
+#: Per fold, with extra training cases made for that fold: ``{"extra_train": folder, "extra_cases": ids}``.
+EXTRA_FILE = "extra.json"
+#: ``extra_train`` of ``folds.json`` when every fold has its own extra cases (``fold<i>/extra.json``).
+PER_FOLD = "per fold"
 SCORES_FILE = "scores.csv"
 SUMMARY_FILE = "summary.csv"
 
@@ -221,7 +226,8 @@ def run_dir_of(cv_dir: str | Path, fold: int) -> Path:
 
 def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[str, Any], seed: int = 0,
               tta: bool = False, checkpoint: str = "last.pt", device: str = "cpu",
-              log: Callable[[str], None] = print, extra_train: str | Path | None = None
+              log: Callable[[str], None] = print,
+              extra_train: str | Path | Callable[[int, Mapping[str, Any]], str | Path] | None = None
               ) -> list[dict[str, list[str]]]:
     """Train one run per fold and write the raw predictions of its validation cases.
 
@@ -238,7 +244,10 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
         extra_train: a dataset folder whose labelled cases (synthetic ones, for instance) join every fold's
             training set and never a validation set; they are not scored. The folds train from
             ``cv_dir/train_data/``, two symbolic links (``real`` → ``data_dir``, ``extra`` → this folder):
-            nothing is copied.
+            nothing is copied. Or a function ``(fold index, fold) → folder`` for extra cases made per fold
+            from that fold's training cases only (tumours inserted by a GAN trained on them, for instance):
+            called only for a fold that still has to train, each fold trains from ``cv_dir/fold<i>/train_data/``
+            and ``fold<i>/extra.json`` records the folder and its case ids.
     Returns:
         the folds (:func:`make_folds`), also written to ``cv_dir/folds.json``.
     """
@@ -252,25 +261,36 @@ def run_folds(data_dir: str | Path, cv_dir: str | Path, k: int, config: Mapping[
     if folds_path.exists() and load_folds(folds_path) != folds:
         raise ValueError(f"{folds_path}: holds other folds than k={k}, seed={seed} over {data_dir} make; "
                          "use a new cross-validation directory")
-    extra_ids, train_dir = training_folder(data_dir, cases, extra_train, cv_dir / "train_data")
-    if folds_path.exists():
-        stored = json.loads(folds_path.read_text(encoding="utf-8")).get("extra_cases", [])
-        if stored != extra_ids:
-            raise ValueError(f"{folds_path}: its folds trained with {len(stored)} extra case(s), not these "
-                             f"{len(extra_ids)}; use a new cross-validation directory")
-    info = {"extra_train": str(extra_train), "extra_cases": extra_ids} if extra_ids else {}
+    per_fold = callable(extra_train)
+    extra_ids, train_dir = ([], Path(data_dir)) if per_fold else training_folder(data_dir, cases, extra_train,
+                                                                                  cv_dir / "train_data")
+    stored = json.loads(folds_path.read_text(encoding="utf-8")) if folds_path.exists() else None
+    if stored is not None and (stored.get("extra_train") == PER_FOLD) != per_fold:
+        raise ValueError(f"{folds_path}: its folds trained " + ("with" if per_fold else "without")
+                         + " per-fold extra cases; use a new cross-validation directory")
+    if stored is not None and stored.get("extra_cases", []) != extra_ids:
+        raise ValueError(f"{folds_path}: its folds trained with {len(stored.get('extra_cases', []))} extra "
+                         f"case(s), not these {len(extra_ids)}; use a new cross-validation directory")
+    info = ({"extra_train": PER_FOLD} if per_fold else
+            {"extra_train": str(extra_train), "extra_cases": extra_ids} if extra_ids else {})
     save_folds(folds, folds_path, seed=seed, data_dir=str(data_dir), config=dict(config), **info)
     for i, fold in enumerate(folds):
         if all(raw_prediction_path(cv_dir, i, c).exists() for c in fold["val"]):
             log(f"fold {i}: raw predictions exist, skipped")
             continue
+        extra_dir = extra_train
+        if per_fold:
+            extra_dir = Path(extra_train(i, fold))
+            extra_ids, train_dir = training_folder(data_dir, cases, extra_dir, cv_dir / f"fold{i}" / "train_data")
+            write_text_atomic(cv_dir / f"fold{i}" / EXTRA_FILE,
+                              json.dumps({"extra_train": str(extra_dir), "extra_cases": extra_ids}, indent=1))
         run_dir = run_dir_of(cv_dir, i)
         splits_file = cv_dir / f"fold{i}" / "splits.json"
         save_splits({**fold, "train": fold["train"] + extra_ids}, splits_file, fold=i, k=k, seed=seed)
         fold_config = TrainConfig.from_dict({**config, "data_dir": str(train_dir), "run_dir": str(run_dir),
                                              "splits_file": str(splits_file)})
         log(f"fold {i}: training on {len(fold['train'])} cases"
-            + (f" + {len(extra_ids)} from {extra_train}" if extra_ids else "")
+            + (f" + {len(extra_ids)} from {extra_dir}" if extra_ids else "")
             + f", validating on {', '.join(fold['val'])}")
         start = time.perf_counter()
         history = train(fold_config)
@@ -517,7 +537,8 @@ class CrossValResults:
     summary: pd.DataFrame  # :func:`aggregate` of ``scores``
     training: pd.DataFrame  # one row per fold: fold, epochs, iterations, train_minutes, n_train, n_extra, n_val
     crossfit: dict[str, dict[str, Any]]  # variant → fold (str) → post-processing applied to that fold
-    extra_cases: list[str]  # cases added to every fold's training set (e.g. synthetic), never scored
+    extra_cases: list[str]  # cases added to every fold's training set (e.g. synthetic), never scored; per-fold
+    # extra cases (made from each fold's own training cases) are counted in training.n_extra instead
 
     @property
     def variants(self) -> list[str]:
@@ -540,11 +561,13 @@ def read_results(cv_dir: str | Path) -> CrossValResults:
     folds, extra = payload["folds"], list(payload.get("extra_cases", []))
     rows = []
     for i, fold in enumerate(folds):
-        meta_file = cv_dir / f"fold{i}" / "train_summary.json"
+        meta_file, extra_file = cv_dir / f"fold{i}" / "train_summary.json", cv_dir / f"fold{i}" / EXTRA_FILE
         meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        fold_extra = (json.loads(extra_file.read_text(encoding="utf-8"))["extra_cases"]
+                      if payload.get("extra_train") == PER_FOLD and extra_file.is_file() else extra)
         rows.append({"fold": i, "epochs": meta.get("epochs"), "iterations": meta.get("iterations"),
                      "train_minutes": meta.get("train_minutes"), "n_train": len(fold["train"]),
-                     "n_extra": len(extra), "n_val": len(fold["val"]), "val_patients": len(fold["patients"])})
+                     "n_extra": len(fold_extra), "n_val": len(fold["val"]), "val_patients": len(fold["patients"])})
     crossfit_file = cv_dir / CROSSFIT_FILE
     crossfit = json.loads(crossfit_file.read_text(encoding="utf-8")) if crossfit_file.is_file() else {}
     return CrossValResults(cv_dir, folds, pd.read_csv(cv_dir / SCORES_FILE, dtype={"patient": str}),

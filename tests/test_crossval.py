@@ -172,6 +172,46 @@ def test_run_folds_adds_extra_training_cases_to_every_fold_and_never_scores_them
 
 
 @pytest.mark.slow
+def test_run_folds_with_extra_cases_made_per_fold_from_that_folds_training_cases(tmp_path):
+    """A function makes each fold's extra cases (a GAN's, say) from the fold's own training cases only; it is
+    called only for folds still to train, and each fold records its extra cases."""
+    data = tmp_path / "raw"
+    for i in range(4):
+        write_tiny_case(data, i)
+    calls = []
+
+    def make_extra(i, fold):
+        calls.append((i, list(fold["train"])))
+        folder = tmp_path / f"extra{i}"
+        write_tiny_case(folder, 10 + i)
+        return folder
+
+    config = tiny_train_config(tmp_path, iterations=1)
+    cv_dir = tmp_path / "cv"
+    folds = crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None, extra_train=make_extra)
+    assert calls == [(0, folds[0]["train"]), (1, folds[1]["train"])]
+    assert json.loads((cv_dir / "folds.json").read_text())["extra_train"] == crossval.PER_FOLD
+    for i, fold in enumerate(folds):
+        own = [f"BraTS-GLI-{10 + i:05d}-000"]
+        assert json.loads((cv_dir / f"fold{i}" / crossval.EXTRA_FILE).read_text()) == {
+            "extra_train": str(tmp_path / f"extra{i}"), "extra_cases": own}
+        splits = json.loads((cv_dir / f"fold{i}" / "splits.json").read_text())
+        assert splits["train"] == fold["train"] + own and splits["val"] == fold["val"]
+        train_data = cv_dir / f"fold{i}" / "train_data"
+        assert json.loads((cv_dir / f"fold{i}" / "run" / "config.json").read_text())["data_dir"] == str(train_data)
+        assert (train_data / "extra").resolve() == (tmp_path / f"extra{i}").resolve()
+    preds, *_ = crossval.load_fold_predictions(cv_dir, data)
+    assert sorted(preds) == sorted(c for f in folds for c in f["val"])
+    crossval.score_folds(cv_dir, data, ["none"], log=lambda line: None)
+    assert crossval.read_results(cv_dir).training["n_extra"].tolist() == [1, 1]
+    # done folds do not make their extra cases again; a per-fold directory is not reused without them
+    crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None, extra_train=make_extra)
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="per-fold extra cases"):
+        crossval.run_folds(data, cv_dir, 2, config, log=lambda line: None)
+
+
+@pytest.mark.slow
 def test_score_folds_read_results_and_out_of_fold_maps(tmp_path):
     """The whole path on tiny cases: folds → cross-fitted scoring → read back → the scored maps as folders."""
     from brats_lib.inference import postprocess_label

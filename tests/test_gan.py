@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from brats_lib import cli
+from brats_lib.errors import BratsConfigError
 from brats_lib.gan import crops, losses, models
 from brats_lib.gan import synth as gs
 from brats_lib.gan import train as gt
@@ -479,6 +480,21 @@ def test_copy_paste_baseline_makes_the_same_insertions_filled_from_the_donor(dat
     # the donor's tumour is brighter than its brain (write_spacious_case: +40 + 15·label): so is the pasted one
     brain = source.image.any(0) & (source.label == 0) & ~crops.dilate(torch.from_numpy(inserted)[None], 1)[0].numpy()
     assert b.image[3][inserted].mean() > b.image[3][brain].mean() + 20
+
+
+def test_copy_paste_from_a_config_alone_equals_copy_paste_with_the_trained_run(dataset, gan_run, tmp_path):
+    """Copy-paste needs the run's geometry only: a GanConfig gives the same bytes as the trained run."""
+    config = gt.load_gan_run(gan_run)[1]
+    with_run = gs.synthesise(gan_run, dataset / "raw", tmp_path / "run", 2, seed=3, method="copy_paste")
+    with_config = gs.synthesise(config, dataset / "raw", tmp_path / "config", 2, seed=3, method="copy_paste")
+    assert with_run == with_config
+    for case in with_run:
+        for a, b in zip(sorted((tmp_path / "run" / case.case_id).iterdir()),
+                        sorted((tmp_path / "config" / case.case_id).iterdir())):
+            assert a.name == b.name and a.read_bytes() == b.read_bytes()
+    with pytest.raises(BratsConfigError, match="needs a trained GAN run"):
+        gs.synthesise(config, dataset / "raw", tmp_path / "gan", 1, method="gan")
+    assert not (tmp_path / "gan").exists()
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])

@@ -55,7 +55,7 @@ from ..io import (MODALITIES, Case, case_file_name, discover_cases, load_case, l
 from ..preprocess import resample_image, resample_majority
 from ..progress import tqdm
 from .crops import dilate, erode, generator_input
-from .train import load_gan_run
+from .train import GanConfig, load_gan_run, network_divisor
 
 #: How the inserted region is filled: the GAN, or the donor's own voxels (the copy-paste baseline, no GAN).
 METHODS = ("gan", "copy_paste")
@@ -238,12 +238,12 @@ class Synthesiser:
     """Inserts donor tumours into source cases with a trained GAN run; see the module docstring.
 
     Raises (at construction, before anything is written):
-        BratsConfigError: ``run`` is not a GAN run.
+        BratsConfigError: ``run`` is not a GAN run (or a GanConfig with ``method="gan"``).
         BratsInputError: ``data_dir`` holds fewer than two labelled cases, or ``case_ids`` names a case it
             does not hold.
     """
 
-    def __init__(self, run: str | Path, data_dir: str | Path, case_ids: Sequence[str] | None = None,
+    def __init__(self, run: str | Path | GanConfig, data_dir: str | Path, case_ids: Sequence[str] | None = None,
                  device: str | torch.device = "cpu", max_tries: int = 200, tries_per_pair: int = 20,
                  method: str = "gan", elastic_sigma: float = ELASTIC_SIGMA):
         from ..device import resolve_device
@@ -256,7 +256,14 @@ class Synthesiser:
         self.elastic_sigma = float(elastic_sigma)
 
         self.device = resolve_device(device)
-        self.generator, self.config = load_gan_run(run, device=self.device)
+        if isinstance(run, GanConfig):  # copy-paste needs the run's geometry only, not a trained generator
+            if method == "gan":
+                raise BratsConfigError("GAN synthesis needs a trained GAN run, not only its config")
+            self.generator, self.config = None, run.validate()
+            self.divisor = network_divisor(run.generator)
+        else:
+            self.generator, self.config = load_gan_run(run, device=self.device)
+            self.divisor = self.generator.divisor
         cases = discover_cases(data_dir, require_images=False)
         labelled = [c for c in cases if c.has_label and c.has_images]
         if case_ids is not None:
@@ -356,7 +363,7 @@ class Synthesiser:
         source, donor, piece, region, start, details = self.place(rng)
         r = self.dilation_full
         shape = np.array(source.brain.shape)
-        divisor = self.generator.divisor
+        divisor = self.divisor
         need = max(region.shape) / self.factor + 2 * CONTEXT
         size = max(self.config.crop_size, int(math.ceil(need / divisor)) * divisor)
         full = int(round(size * self.factor))
@@ -438,15 +445,17 @@ def split_case_ids(run: str | Path, split: str) -> list[str]:
     return list(splits[split])
 
 
-def synthesise(run: str | Path, data_dir: str | Path, out_dir: str | Path, n: int, seed: int = 0,
+def synthesise(run: str | Path | GanConfig, data_dir: str | Path, out_dir: str | Path, n: int, seed: int = 0,
                case_ids: Sequence[str] | None = None, start: int = 90000, device: str = "cpu",
                max_tries: int = 200, progress: bool = False, replace: bool = False, method: str = "gan",
                elastic_sigma: float = ELASTIC_SIGMA) -> list[Insertion]:
     """Write ``n`` new cases ``BraTS-GLI-<start + i>-000`` into ``out_dir``; returns their provenance.
 
     ``method``: ``gan`` (inpaint), or ``copy_paste`` (the donor's voxels, intensity-matched: the baseline; the
-    same seed gives the same placements with either method). ``replace``: case folders of these ids already in ``out_dir`` are replaced (each when its new case is
-    complete) instead of refused.
+    same seed gives the same placements with either method). ``run``: a GAN run directory; for ``copy_paste``
+    also a :class:`~brats_lib.gan.train.GanConfig` (its resolution, dilation and crop size: no trained generator
+    is needed, and the placements equal those of a run of that config). ``replace``: case folders of these ids
+    already in ``out_dir`` are replaced (each when its new case is complete) instead of refused.
 
     Raises (before anything is written):
         BratsConfigError: ``n`` is not a positive integer, ``run`` is not a GAN run, or ``out_dir`` already
