@@ -36,6 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from brats_lib.analysis.paired import bootstrap_interval  # noqa: E402
 from brats_lib.data import load_splits, save_splits  # noqa: E402
 from brats_lib.gan.synth import synthesise  # noqa: E402
 from brats_lib.inference import predict_folder  # noqa: E402
@@ -54,12 +55,6 @@ def link_cases(folders, target: Path) -> Path:
         if not link.exists():
             link.symlink_to(folder.resolve(), target_is_directory=True)
     return target
-
-
-def paired_interval(diff: np.ndarray, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def main() -> None:
@@ -128,7 +123,7 @@ def main() -> None:
     for fraction, block in per_case.groupby(level="fraction"):
         for arm in ARMS:
             diff = (block[arm] - block["real"]).to_numpy()
-            low, high = paired_interval(diff) if arm != "real" else (0.0, 0.0)
+            low, high = bootstrap_interval(diff) if arm != "real" else (0.0, 0.0)
             summary.append({"arm": arm, "fraction": fraction, "cases": len(block), "mean_lesionwise_dice":
                             block[arm].mean(), "paired_diff_vs_real": diff.mean(), "ci95_low": low, "ci95_high": high})
     summary = pd.DataFrame(summary)

@@ -10,7 +10,7 @@ import torch
 
 from brats_lib import cli
 from brats_lib.errors import BratsConfigError
-from brats_lib.gan import crops, losses, models
+from brats_lib.gan import crops, losses, models, quality
 from brats_lib.gan import synth as gs
 from brats_lib.gan import train as gt
 from brats_lib.io import MODALITIES, discover_cases, load_case
@@ -506,3 +506,26 @@ def test_the_donor_block_turns_with_its_label(k):
     assert turned.shape[1:] == ((5, 7, 3) if k % 2 else (7, 5, 3))
     assert np.array_equal(turned[1], gs.transform(volume[1], [0, 2], k))
     assert np.array_equal(gs.transform(volume[0], [], 1), np.rot90(volume[0], 1, axes=(0, 1)))
+
+
+def test_conspicuity_is_the_contrast_to_the_surrounding_brain_in_brain_standard_deviations():
+    image = np.zeros((4, 30, 30, 30), np.float32)
+    image[:, 2:28, 2:28, 2:28] = 100.0
+    image[:, 2:5] = 50.0  # brain far from the tumours: a spread in every contrast
+    label = np.zeros((30, 30, 30), np.uint8)
+    label[10:16, 10:16, 10:16] = 2
+    label[12:14, 12:14, 12:14] = 3  # 8 voxels: below min_voxels
+    label[20:24, 20:24, 20:24] = 4  # a second tumour: off the shell
+    image[3][label == 2] = 130.0
+    image[3][label == 4] = 60.0
+    brain = image.any(0)
+    spread = image[3][brain].std()
+    got = quality.conspicuity(image, label, tumour=np.where(label == 4, 0, label), min_voxels=20)
+    assert set(got) == {f"{m}_SNFH" for m in MODALITIES}
+    assert got["t2f_SNFH"] == pytest.approx(30.0 / spread, rel=1e-5) and got["t1n_SNFH"] == 0.0
+    everything = quality.conspicuity(image, label, min_voxels=20)
+    assert everything["t2f_RC"] == pytest.approx(-40.0 / spread, rel=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        quality.conspicuity(image, label, tumour=np.zeros_like(label))
+    with pytest.raises(ValueError, match="share a grid"):
+        quality.conspicuity(image[:3], label)

@@ -14,6 +14,7 @@ Analysis reads label maps and metric tables and returns tables and arrays; the f
 * :mod:`.volumes` — volumes in mL per case and region (``brats volumes``), agreement and Bland–Altman;
 * :mod:`.lesions` — detection rate against lesion volume, missed lesions and false-positive components;
 * :mod:`.longitudinal` — volume per region across a patient's timepoints, direction of change;
+* :mod:`.paired` — paired comparisons of arms on the same units (mean difference, bootstrap interval);
 * :mod:`.cases` — every analysis of a case in one pass, and of prediction folders per model, streamed.
 
 ``from brats_lib import analysis; analysis.X`` reaches every public name.
@@ -31,6 +32,8 @@ from .lesions import *  # noqa: F401,F403
 from .lesions import __all__ as _lesions
 from .longitudinal import *  # noqa: F401,F403
 from .longitudinal import __all__ as _longitudinal
+from .paired import *  # noqa: F401,F403
+from .paired import __all__ as _paired
 from .pairs import *  # noqa: F401,F403
 from .pairs import __all__ as _pairs
 from .runs import *  # noqa: F401,F403
@@ -40,5 +43,5 @@ from .tables import __all__ as _tables
 from .volumes import *  # noqa: F401,F403
 from .volumes import __all__ as _volumes
 
-__all__ = [*_runs, *_tables, *_pairs, *_errors, *_heatmaps, *_boundaries, *_volumes, *_lesions, *_longitudinal,
+__all__ = [*_runs, *_tables, *_paired, *_pairs, *_errors, *_heatmaps, *_boundaries, *_volumes, *_lesions, *_longitudinal,
            *_cases]

@@ -9,6 +9,11 @@ over the contrasts. Three methods on the same crops and masks:
 * ``mean_fill`` — each contrast's mean over the crop's brain voxels outside the mask (no training);
 * ``copy_paste`` — the voxels of the next held-out crop (another case's tumour crop) at the same positions
   (no training; real tumour intensities, the wrong anatomy).
+
+:func:`conspicuity` asks the question that matters for training on synthesised cases: how visible is a tumour
+against the brain around it? Per contrast and tumour label, the label's mean intensity minus the mean of a shell
+of brain around the tumour, in units of the brain's standard deviation; an inserted tumour that is much fainter
+than the donor's own teaches a segmentation network to call faint tissue tumour.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 
 from ..io import MODALITIES
+from ..labels import LABEL_NAMES
 from .crops import TumourCrops, composite, generator_input, inpaint_mask
 from .train import mean_fill
 
@@ -101,4 +108,47 @@ def inpainting_quality(generator: torch.nn.Module, crops: TumourCrops, n: int, d
     return pd.DataFrame(rows)
 
 
-__all__ = ["METHODS", "MODALITIES", "inpainting_quality", "masked_scores", "scale_to_unit", "ssim_map"]
+def conspicuity(image: np.ndarray, label: np.ndarray, tumour: np.ndarray | None = None, shell: int = 4,
+                min_voxels: int = 50) -> dict[str, float]:
+    """How visible a tumour is: ``{"<modality>_<LABEL>": contrast}`` (e.g. ``t2f_SNFH``), where contrast is the
+    mean of the modality inside that label of ``tumour`` minus its mean over the brain shell around ``tumour``,
+    divided by the standard deviation of the modality over the brain (non-zero in some contrast).
+
+    Args:
+        image: (4, X, Y, Z) contrasts in :data:`~brats_lib.io.MODALITIES` order.
+        label: (X, Y, Z) label map of every tumour in the case (the shell keeps one voxel off all of them).
+        tumour: the label map of the tumour to measure (default ``label``): for an inserted tumour, the new
+            label where the source had none.
+        shell: width in voxels of the shell around ``tumour`` (inside the brain, off every tumour).
+        min_voxels: labels with fewer voxels are left out (no key).
+    Raises:
+        ValueError: shapes differ, or ``tumour`` is empty or has no brain shell around it.
+    """
+    tumour = label if tumour is None else tumour
+    if image.shape[1:] != label.shape or label.shape != tumour.shape or image.shape[0] != len(MODALITIES):
+        raise ValueError(f"image {image.shape}, label {label.shape} and tumour {tumour.shape} must share a grid "
+                         f"with {len(MODALITIES)} contrasts")
+    where = np.nonzero(tumour)
+    if not len(where[0]):
+        raise ValueError("the tumour to measure is empty")
+    brain = image.any(axis=0)
+    lo = [max(int(w.min()) - shell - 1, 0) for w in where]
+    box = tuple(slice(a, int(w.max()) + shell + 2) for a, w in zip(lo, where))
+    grown = ndimage.binary_dilation(tumour[box] > 0, iterations=shell)
+    ring = grown & ~ndimage.binary_dilation(label[box] > 0) & brain[box]
+    if not ring.any():
+        raise ValueError("no brain voxels around the tumour to compare it with")
+    out = {}
+    for c, modality in enumerate(MODALITIES):
+        spread = float(image[c][brain].std())
+        crop = image[c][box]
+        around = float(crop[ring].mean())
+        for value in np.unique(tumour[box]):
+            inside = tumour[box] == value
+            if value and inside.sum() >= min_voxels and spread > 0:
+                out[f"{modality}_{LABEL_NAMES[int(value)]}"] = (float(crop[inside].mean()) - around) / spread
+    return out
+
+
+__all__ = ["METHODS", "MODALITIES", "conspicuity", "inpainting_quality", "masked_scores", "scale_to_unit",
+           "ssim_map"]

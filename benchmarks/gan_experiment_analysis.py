@@ -1,0 +1,126 @@
+"""Why did an arm of issue 12's experiment lose? Reads a finished ``benchmarks/gan_experiment.py`` folder.
+
+Usage (from the repository root; reads only, about a minute on 2 cores)::
+
+    python benchmarks/gan_experiment_analysis.py --out runs/study/gan_experiment_f05 --fraction 0.5
+
+Three tables, each printed with its n and written to ``OUT/analysis/``:
+
+* ``voxels.csv`` — per arm, summed over the test cases: each region's voxel recall and precision, and the
+  false-positive volume outside every true tumour (mL). Voxel-level figures beside the lesion-wise ones tell a
+  worse segmentation from more false-positive *components*, which the lesion-wise Dice counts as lesions of
+  Dice 0;
+* ``components.csv`` — per arm and region, the mean over test cases of the official lesion-wise Dice, the
+  whole-region ("legacy") Dice and the number of false-positive components (``Num_FP``);
+* ``conspicuity.csv`` — how visible the inserted tumours are (:func:`brats_lib.gan.quality.conspicuity`: each
+  label's mean minus the surrounding brain's, in brain standard deviations, per contrast) against the same
+  donors' tumours in their own cases: the median and the minimum over the inserted cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from brats_lib._atomic import write_text_atomic  # noqa: E402
+from brats_lib.analysis.errors import confusion_matrix  # noqa: E402
+from brats_lib.gan.quality import conspicuity  # noqa: E402
+from brats_lib.io import discover_cases, load_case, load_label  # noqa: E402
+from brats_lib.labels import REGION_ORDER, REGIONS  # noqa: E402
+from brats_lib.metrics import lesion_wise_results  # noqa: E402
+
+ARMS = ("real", "copy_paste", "gan")
+#: the contrasts where each label shows in the BraTS sequences
+KEYS = ("t2f_SNFH", "t2w_SNFH", "t1c_ET", "t1n_RC", "t2f_RC")
+
+
+def fail(message: str) -> None:
+    print(f"gan_experiment_analysis.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def voxel_rows(arm: str, matrix: np.ndarray, voxel_ml: float) -> list[dict]:
+    rows = []
+    for region in REGION_ORDER:
+        labels = list(REGIONS[region])
+        tp = matrix[np.ix_(labels, labels)].sum()
+        gt, pred = matrix[labels, :].sum(), matrix[:, labels].sum()
+        rows.append({"arm": arm, "region": region, "recall": tp / gt if gt else np.nan,
+                     "precision": tp / pred if pred else np.nan,
+                     "fp_outside_tumour_ml": matrix[0, labels].sum() * voxel_ml})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="the gan_experiment.py output folder")
+    p.add_argument("--fraction", type=float, default=1.0, help="which training fraction's arms to analyse")
+    p.add_argument("--data", default="data/synthetic", help="the dataset the sources and donors came from")
+    args = p.parse_args(argv)
+    out, tag = Path(args.out), f"{args.fraction:g}"
+    needed = [out / "test_data"] + [out / "pred" / f"{arm}_{tag}" for arm in ARMS] + [
+        out / f"cases_{arm}_{tag}" / "provenance.csv" for arm in ARMS[1:]]
+    missing = [path for path in needed if not path.exists()]
+    if missing:
+        fail(f"{missing[0]}: missing (run benchmarks/gan_experiment.py --out {out} --fractions {tag} first)")
+    tests = discover_cases(out / "test_data")
+    voxels, components = [], []
+    for arm in ARMS:
+        total = np.zeros((5, 5), np.int64)
+        for case in tests:
+            truth = load_case(case)
+            pred = load_label(out / "pred" / f"{arm}_{tag}" / f"{case.case_id}.nii.gz")
+            total += confusion_matrix(pred, truth.label)
+            results, _ = lesion_wise_results(pred, truth.label, truth.geometry.spacing)
+            for _, r in results.iterrows():
+                components.append({"arm": arm, "case": case.case_id, "region": r["Labels"],
+                                   "lesionwise_dice": r["LesionWise_Score_Dice"], "legacy_dice": r["Legacy_Dice"],
+                                   "num_fp": r["Num_FP"]})
+        voxels += voxel_rows(arm, total, float(np.prod(truth.geometry.spacing)) / 1000)
+    voxels, components = pd.DataFrame(voxels), pd.DataFrame(components)
+    by_id = {c.case_id: c for c in discover_cases(args.data)}
+    seen, rows = set(), []
+    for arm in ARMS[1:]:
+        folder = out / f"cases_{arm}_{tag}"
+        with open(folder / "provenance.csv", newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                new = load_case(discover_cases(folder / record["case_id"])[0])
+                source = load_case(by_id[record["source"]])
+                inserted = np.where(source.label == 0, new.label, 0)
+                rows.append({"tumours": f"inserted, {arm}", "case": record["case_id"],
+                             **conspicuity(new.image, new.label, inserted)})
+                if record["donor"] not in seen:
+                    seen.add(record["donor"])
+                    donor = load_case(by_id[record["donor"]])
+                    rows.append({"tumours": "the donors' own", "case": record["donor"],
+                                 **conspicuity(donor.image, donor.label)})
+    visible = pd.DataFrame(rows)
+    keys = [k for k in KEYS if k in visible.columns]
+    groups = visible.groupby("tumours", sort=False)
+    table = pd.concat({"median": groups[keys].median(), "min": groups[keys].min()}, axis=1)
+    table.insert(0, ("", "n"), groups.size())
+    folder = out / "analysis"
+    folder.mkdir(exist_ok=True)
+    write_text_atomic(folder / "voxels.csv", voxels.to_csv(index=False))
+    mean_components = components.groupby(["arm", "region"], sort=False)[["lesionwise_dice", "legacy_dice", "num_fp"]].mean()
+    write_text_atomic(folder / "components.csv", mean_components.reset_index().to_csv(index=False))
+    write_text_atomic(folder / "conspicuity.csv", table.to_csv())
+    pd.set_option("display.width", 200)
+    print(f"voxels, summed over n = {len(tests)} test cases (fraction {tag}):")
+    print(voxels.pivot(index="region", columns="arm").reindex(REGION_ORDER).round(3).to_string())
+    print(f"\nper region, mean over n = {len(tests)} test cases:")
+    print(mean_components.unstack("arm").reindex(REGION_ORDER).round(3).to_string())
+    print("\nconspicuity (label mean − surrounding brain mean, in brain SDs; n = tumours):")
+    print(table.round(2).to_string())
+    print(f"wrote {folder}/voxels.csv, components.csv, conspicuity.csv")
+
+
+if __name__ == "__main__":
+    main()
