@@ -20,7 +20,6 @@ Three tables, each printed with its n and written to ``OUT/analysis/``:
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -31,14 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from brats_lib._atomic import write_text_atomic  # noqa: E402
 from brats_lib.analysis.errors import confusion_matrix  # noqa: E402
-from brats_lib.gan.quality import conspicuity  # noqa: E402
+from brats_lib.gan.quality import conspicuity_summary, insertion_conspicuity  # noqa: E402
 from brats_lib.io import discover_cases, load_case, load_label  # noqa: E402
 from brats_lib.labels import REGION_ORDER, REGIONS  # noqa: E402
 from brats_lib.metrics import lesion_wise_results  # noqa: E402
 
 ARMS = ("real", "copy_paste", "gan")
-#: the contrasts where each label shows in the BraTS sequences
-KEYS = ("t2f_SNFH", "t2w_SNFH", "t1c_ET", "t1n_RC", "t2f_RC")
 
 
 def fail(message: str) -> None:
@@ -85,27 +82,9 @@ def main(argv: list[str] | None = None) -> None:
                                    "num_fp": r["Num_FP"]})
         voxels += voxel_rows(arm, total, float(np.prod(truth.geometry.spacing)) / 1000)
     voxels, components = pd.DataFrame(voxels), pd.DataFrame(components)
-    by_id = {c.case_id: c for c in discover_cases(args.data)}
-    seen, rows = set(), []
-    for arm in ARMS[1:]:
-        folder = out / f"cases_{arm}_{tag}"
-        with open(folder / "provenance.csv", newline="", encoding="utf-8") as handle:
-            for record in csv.DictReader(handle):
-                new = load_case(discover_cases(folder / record["case_id"])[0])
-                source = load_case(by_id[record["source"]])
-                inserted = np.where(source.label == 0, new.label, 0)
-                rows.append({"tumours": f"inserted, {arm}", "case": record["case_id"],
-                             **conspicuity(new.image, new.label, inserted)})
-                if record["donor"] not in seen:
-                    seen.add(record["donor"])
-                    donor = load_case(by_id[record["donor"]])
-                    rows.append({"tumours": "the donors' own", "case": record["donor"],
-                                 **conspicuity(donor.image, donor.label)})
-    visible = pd.DataFrame(rows)
-    keys = [k for k in KEYS if k in visible.columns]
-    groups = visible.groupby("tumours", sort=False)
-    table = pd.concat({"median": groups[keys].median(), "min": groups[keys].min()}, axis=1)
-    table.insert(0, ("", "n"), groups.size())
+    visible = pd.concat([insertion_conspicuity(out / f"cases_{arm}_{tag}", args.data, arm) for arm in ARMS[1:]])
+    visible = visible.drop_duplicates(["tumours", "case"])  # the two arms share their donors
+    table = conspicuity_summary(visible)
     folder = out / "analysis"
     folder.mkdir(exist_ok=True)
     write_text_atomic(folder / "voxels.csv", voxels.to_csv(index=False))

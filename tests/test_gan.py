@@ -5,6 +5,7 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -529,3 +530,35 @@ def test_conspicuity_is_the_contrast_to_the_surrounding_brain_in_brain_standard_
         quality.conspicuity(image, label, tumour=np.zeros_like(label))
     with pytest.raises(ValueError, match="share a grid"):
         quality.conspicuity(image[:3], label)
+
+
+def test_insertion_conspicuity_measures_each_inserted_tumour_and_each_donors_own(dataset, gan_run, tmp_path):
+    records = gs.synthesise(gan_run, dataset / "raw", tmp_path / "paste", 2, seed=4, method="copy_paste")
+    table = quality.insertion_conspicuity(tmp_path / "paste", dataset / "raw", "copy_paste")
+    inserted = table[table["tumours"] == "inserted, copy_paste"]
+    assert inserted["case"].tolist() == [r.case_id for r in records]
+    assert table[table["tumours"] == "the donors' own"]["case"].tolist() == list(dict.fromkeys(r.donor for r in records))
+    # the first inserted tumour, by hand
+    new = load_case(discover_cases(tmp_path / "paste" / records[0].case_id)[0])
+    source = load_case(next(c for c in discover_cases(dataset / "raw") if c.case_id == records[0].source))
+    expected = quality.conspicuity(new.image, new.label, np.where(source.label == 0, new.label, 0))
+    assert {k: v for k, v in inserted.iloc[0].items() if k in expected} == pytest.approx(expected)
+    summary = quality.conspicuity_summary(table)
+    assert summary[("", "n")].tolist() == [2, len(set(r.donor for r in records))]
+    assert ("median", "t2f_SNFH") in summary.columns
+
+
+def test_visibility_sentence_states_both_groups_with_n_and_leaves_out_a_label_neither_has():
+    from brats_lib.gan import figures
+
+    table = pd.DataFrame({"tumours": ["inserted, gan"] * 3 + [figures.DONORS] * 2, "case": list("abcde"),
+                          "t2f_SNFH": [0.5, 0.7, 0.6, 4.0, 3.0], "t1c_ET": [np.nan] * 5})
+    sentence = figures.visibility_sentence(quality.conspicuity_summary(table))
+    assert sentence.startswith("the oedema on FLAIR 0.6 brain SDs above the tissue around it (3.5 for the same")
+    assert "T1c" not in sentence and sentence.endswith("(medians; n = 3 inserted, 2 donors' tumours)")
+    history = pd.DataFrame([{"seconds_per_step": 0.5, "peak_rss_mib": 500.0}])
+    summary = pd.DataFrame({"mse": [0.05, 0.08], "psnr": [13.0, 12.0], "ssim": [0.4, 0.2]},
+                           index=["GAN", "mean fill"])
+    text = figures.findings(history, summary, 1.0, 3, 10.0, quality.conspicuity_summary(table))
+    assert "How visible the inserted tumours are: the oedema on FLAIR 0.6" in text
+    assert "How visible" not in figures.findings(history, summary, 1.0, 3, 10.0)

@@ -126,9 +126,29 @@ def quality_summary(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def visibility_sentence(summary: pd.DataFrame) -> str:
+    """One sentence from :func:`brats_lib.gan.quality.conspicuity_summary`: the inserted tumours' median FLAIR
+    oedema and T1c enhancement contrast against the donors' own (a label neither group has is left out), with n."""
+    median = summary["median"]
+    inserted = next(i for i in median.index if i.startswith("inserted"))
+    parts = []
+    for key, what in (("t2f_SNFH", "the oedema on FLAIR"), ("t1c_ET", "the enhancing tumour on T1c")):
+        if key in median.columns and DONORS in median.index and np.isfinite(median.loc[[inserted, DONORS], key]).all():
+            parts.append(f"{what} {median.loc[inserted, key]:.1f} brain SDs above the tissue around it "
+                         f"({median.loc[DONORS, key]:.1f} for the same donors' tumours in their own cases)")
+    n = summary[("", "n")]
+    counts = f"medians; n = {int(n.get(inserted, 0))} inserted, {int(n.get(DONORS, 0))} donors' tumours"
+    return (" and ".join(parts) if parts else "no label to compare") + f" ({counts})"
+
+
+#: The comparison group of :func:`brats_lib.gan.quality.insertion_conspicuity`.
+DONORS = "the donors' own"
+
+
 def findings(history: pd.DataFrame, summary: pd.DataFrame, train_minutes: float, n_synth: int,
-             synth_seconds: float) -> str:
-    """The 'What this shows' bullets (Markdown) from this run's numbers."""
+             synth_seconds: float, visibility: pd.DataFrame | None = None) -> str:
+    """The 'What this shows' bullets (Markdown) from this run's numbers (``visibility``: the
+    :func:`~brats_lib.gan.quality.conspicuity_summary` of the synthesised cases)."""
     last = history.iloc[-1]
     gan, fill = summary.loc["GAN"], summary.loc["mean fill"]
     better = [m for m, lower in (("mse", True), ("psnr", False), ("ssim", False))
@@ -143,7 +163,10 @@ def findings(history: pd.DataFrame, summary: pd.DataFrame, train_minutes: float,
         f"({last['seconds_per_step']:.2f} s per step, {memory}). On the held-out crops it {verdict} "
         f"(GAN SSIM {gan['ssim']:.3f}, PSNR {gan['psnr']:.1f} dB; mean fill {fill['ssim']:.3f}, {fill['psnr']:.1f} dB).",
         f"* **Synthesis** wrote {n_synth} new case(s) in {synth_seconds:.0f} s; each keeps its source case's voxels "
-        "outside the inserted region bit for bit, and its label is the source's with the donor's tumour added.",
+        "outside the inserted region bit for bit, and its label is the source's with the donor's tumour added."
+        + ("" if visibility is None else f" How visible the inserted tumours are: {visibility_sentence(visibility)}. A "
+           "tumour much fainter than real ones teaches a segmentation network to call faint tissue tumour: the "
+           "study at 50 % of the training cases points there (`benchmarks/RESULTS.md`)."),
         "* **Whether the new cases help segmentation is not shown here.** The inpainting scores say how plausible the "
         "tumours look, not whether a segmentation model learns more from them. That is the three-arm experiment "
         "(real only, + copy-paste cases, + GAN cases; same model, steps and seed), a study outside this notebook: "
@@ -183,5 +206,5 @@ def plot_synthesised(source: np.ndarray, new: np.ndarray, label: np.ndarray, sou
     return fig
 
 
-__all__ = ["METHOD_NAMES", "findings", "inpainting_examples", "plot_inpainting", "plot_losses", "plot_quality",
-           "plot_synthesised", "quality_summary"]
+__all__ = ["DONORS", "METHOD_NAMES", "findings", "inpainting_examples", "plot_inpainting", "plot_losses", "plot_quality",
+           "plot_synthesised", "quality_summary", "visibility_sentence"]

@@ -150,5 +150,51 @@ def conspicuity(image: np.ndarray, label: np.ndarray, tumour: np.ndarray | None 
     return out
 
 
-__all__ = ["METHODS", "MODALITIES", "conspicuity", "inpainting_quality", "masked_scores", "scale_to_unit",
-           "ssim_map"]
+#: The contrast where each label shows (oedema on FLAIR and T2, enhancement on T1c, a cavity dark on T1 and
+#: FLAIR): the columns :func:`conspicuity_summary` keeps.
+CONSPICUITY_KEYS = ("t2f_SNFH", "t2w_SNFH", "t1c_ET", "t1n_RC", "t2f_RC")
+
+
+def insertion_conspicuity(synth_dir, data_dir, method: str = "") -> pd.DataFrame:
+    """:func:`conspicuity` of every inserted tumour of a synthesis folder (``brats gan-synth``'s output with its
+    ``provenance.csv``), and of each donor's tumour in its own case for comparison: one row per tumour,
+    ``tumours`` ("inserted" or "inserted, <method>", and "the donors' own"), ``case``, then the contrasts.
+
+    ``data_dir`` holds the sources and donors the folder names. The inserted tumour is the new label where the
+    source had none.
+    """
+    import csv
+    from pathlib import Path
+
+    from ..io import discover_cases, load_case, load_case_label
+
+    synth_dir = Path(synth_dir)
+    by_id = {c.case_id: c for c in discover_cases(data_dir, require_images=False)}
+    new_cases = {c.case_id: c for c in discover_cases(synth_dir)}
+    rows, donors = [], []
+    with open(synth_dir / "provenance.csv", newline="", encoding="utf-8") as handle:
+        for record in csv.DictReader(handle):
+            new = load_case(new_cases[record["case_id"]])
+            inserted = np.where(load_case_label(by_id[record["source"]]) == 0, new.label, 0)
+            rows.append({"tumours": "inserted" + (f", {method}" if method else ""), "case": record["case_id"],
+                         **conspicuity(new.image, new.label, inserted)})
+            if record["donor"] not in donors:
+                donors.append(record["donor"])
+    for donor_id in donors:
+        donor = load_case(by_id[donor_id])
+        rows.append({"tumours": "the donors' own", "case": donor_id, **conspicuity(donor.image, donor.label)})
+    return pd.DataFrame(rows)
+
+
+def conspicuity_summary(table: pd.DataFrame, keys=CONSPICUITY_KEYS) -> pd.DataFrame:
+    """Per group of tumours (``tumours``, in order of appearance): ``n`` and the median and minimum of each
+    contrast in ``keys`` that the table has (columns ``("median", key)``, ``("min", key)``)."""
+    keys = [k for k in keys if k in table.columns]
+    groups = table.groupby("tumours", sort=False)
+    out = pd.concat({"median": groups[keys].median(), "min": groups[keys].min()}, axis=1)
+    out.insert(0, ("", "n"), groups.size())
+    return out
+
+
+__all__ = ["CONSPICUITY_KEYS", "METHODS", "MODALITIES", "conspicuity", "conspicuity_summary", "inpainting_quality",
+           "insertion_conspicuity", "masked_scores", "scale_to_unit", "ssim_map"]
