@@ -555,7 +555,7 @@ def test_visibility_sentence_states_both_groups_with_n_and_leaves_out_a_label_ne
                           "t2f_SNFH": [0.5, 0.7, 0.6, 4.0, 3.0], "t1c_ET": [np.nan] * 5})
     sentence = figures.visibility_sentence(quality.conspicuity_summary(table))
     assert sentence.startswith("the oedema on FLAIR 0.6 brain SDs above the tissue around it (3.5 for the same")
-    assert "T1c" not in sentence and sentence.endswith("(medians; n = 3 inserted, 2 donors' tumours)")
+    assert "T1c" not in sentence and sentence.endswith(", medians over n = 3 inserted and 2 donors' tumours")
     history = pd.DataFrame([{"seconds_per_step": 0.5, "peak_rss_mib": 500.0}])
     summary = pd.DataFrame({"mse": [0.05, 0.08], "psnr": [13.0, 12.0], "ssim": [0.4, 0.2]},
                            index=["GAN", "mean fill"])

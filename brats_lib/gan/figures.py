@@ -137,8 +137,8 @@ def visibility_sentence(summary: pd.DataFrame) -> str:
             parts.append(f"{what} {median.loc[inserted, key]:.1f} brain SDs above the tissue around it "
                          f"({median.loc[DONORS, key]:.1f} for the same donors' tumours in their own cases)")
     n = summary[("", "n")]
-    counts = f"medians; n = {int(n.get(inserted, 0))} inserted, {int(n.get(DONORS, 0))} donors' tumours"
-    return (" and ".join(parts) if parts else "no label to compare") + f" ({counts})"
+    counts = f"medians over n = {int(n.get(inserted, 0))} inserted and {int(n.get(DONORS, 0))} donors' tumours"
+    return (" and ".join(parts) if parts else "no label to compare") + f", {counts}"
 
 
 #: The comparison group of :func:`brats_lib.gan.quality.insertion_conspicuity`.

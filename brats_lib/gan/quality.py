@@ -153,6 +153,9 @@ def conspicuity(image: np.ndarray, label: np.ndarray, tumour: np.ndarray | None 
 #: The contrast where each label shows (oedema on FLAIR and T2, enhancement on T1c, a cavity dark on T1 and
 #: FLAIR): the columns :func:`conspicuity_summary` keeps.
 CONSPICUITY_KEYS = ("t2f_SNFH", "t2w_SNFH", "t1c_ET", "t1n_RC", "t2f_RC")
+#: Column titles for a report.
+CONSPICUITY_NAMES = {"t2f_SNFH": "FLAIR oedema", "t2w_SNFH": "T2 oedema", "t1c_ET": "T1c enhancing",
+                     "t1n_RC": "T1 cavity", "t2f_RC": "FLAIR cavity"}
 
 
 def insertion_conspicuity(synth_dir, data_dir, method: str = "") -> pd.DataFrame:
@@ -196,5 +199,5 @@ def conspicuity_summary(table: pd.DataFrame, keys=CONSPICUITY_KEYS) -> pd.DataFr
     return out
 
 
-__all__ = ["CONSPICUITY_KEYS", "METHODS", "MODALITIES", "conspicuity", "conspicuity_summary", "inpainting_quality",
+__all__ = ["CONSPICUITY_KEYS", "CONSPICUITY_NAMES", "METHODS", "MODALITIES", "conspicuity", "conspicuity_summary", "inpainting_quality",
            "insertion_conspicuity", "masked_scores", "scale_to_unit", "ssim_map"]
