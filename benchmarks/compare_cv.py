@@ -12,6 +12,10 @@ per region first, as :func:`brats_lib.crossval.aggregate` does. ``--variant`` pi
 endpoint uses (default ``none``: the raw predictions, so that tuned post-processing does not mix with the arms'
 difference). Writes ``OUT/experiment.csv`` (arm, fraction, patient, case, region, dice, hd95: the lesion-wise
 scores of every validation case) and ``OUT/summary.csv`` (the endpoint table), and prints both with n.
+``--conspicuity`` also measures, for each arm whose folds made their own inserted-tumour cases
+(``real_sample_train.py --synthetic-method copy_paste|gan``: ``fold<i>/inserted/cases``), how visible those
+tumours are against the donors' own (:func:`brats_lib.gan.quality.conspicuity`), over all folds, into
+``OUT/conspicuity.csv``.
 A user error (a missing or unfinished directory, arms of different folds) ends in one line, exit status 2.
 """
 
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="none", help="post-processing variant of the endpoint (none, size, rules)")
     p.add_argument("--out", required=True, help="folder for experiment.csv and summary.csv")
     p.add_argument("--fraction", type=float, default=1.0, help="the training fraction recorded in the tables")
+    p.add_argument("--conspicuity", action="store_true",
+                   help="also measure how visible each arm's inserted tumours are (arms with fold<i>/inserted/cases)")
     args = p.parse_args(argv)
     arms = {}
     for item in args.arm:
@@ -89,7 +95,34 @@ def main(argv: list[str] | None = None) -> None:
           f"paired with {baseline!r}, 95 % bootstrap interval over n = {len(per_patient)} patients "
           f"({experiment['case'].nunique()} cases)")
     print(summary.round(3).to_string(index=False))
+    if args.conspicuity:
+        visible = inserted_conspicuity(arms)
+        if visible is None:
+            print("no arm made inserted-tumour cases per fold: no conspicuity to measure")
+        else:
+            write_text_atomic(out / "conspicuity.csv", visible.to_csv())
+            print("\nconspicuity (label mean − surrounding brain mean, in brain SDs; all folds; n = tumours):")
+            print(visible.round(2).to_string())
     print(f"wrote {out / 'experiment.csv'} and {out / 'summary.csv'}")
+
+
+def inserted_conspicuity(arms) -> pd.DataFrame | None:
+    """:func:`brats_lib.gan.quality.conspicuity_summary` of every fold's inserted tumours per arm (the arm's
+    name is the group), beside the donors' own tumours; None when no arm has per-fold inserted cases."""
+    from brats_lib.gan.quality import conspicuity_summary, insertion_conspicuity
+
+    tables = []
+    for name, result in arms.items():
+        for i in range(len(result.folds)):
+            folder = result.cv_dir / f"fold{i}" / "inserted" / "cases"
+            if (folder / "provenance.csv").is_file():
+                data_dir = json.loads((result.cv_dir / crossval.FOLDS_FILE).read_text(encoding="utf-8"))["data_dir"]
+                tables.append(insertion_conspicuity(folder, data_dir, name).assign(fold=i))
+    if not tables:
+        return None
+    table = pd.concat(tables).drop_duplicates(["tumours", "case", "fold"])
+    donors = table[table["tumours"] == "the donors' own"].drop_duplicates("case")  # once per donor case
+    return conspicuity_summary(pd.concat([table[table["tumours"] != "the donors' own"], donors]))
 
 
 if __name__ == "__main__":

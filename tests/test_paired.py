@@ -88,6 +88,10 @@ def test_compare_cv_averages_a_patients_cases_first_and_pairs_patients(tmp_path,
     assert list(experiment.columns) == ["arm", "fraction", "patient", "case", "region", "dice", "hd95"]
     assert len(experiment) == 2 * 4 * len(REGION_ORDER)
     assert "n = 3 patients (4 cases)" in capsys.readouterr().out
+    _compare_cv().main(["--arm", f"real={real}", "--arm", f"gan={gan}", "--out", str(tmp_path / "out"),
+                        "--conspicuity"])
+    assert "no arm made inserted-tumour cases per fold" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "conspicuity.csv").exists()
 
 
 def test_compare_cv_refuses_arms_of_other_folds_or_unfinished_ones_in_one_line(tmp_path, capsys):
