@@ -77,22 +77,31 @@ demo:
 	  $(MAKE) --no-print-directory venv assets data notebooks book PROFILE=$(PROFILE); \
 	  echo "make demo: total $$(( $$(date +%s) - start )) s"
 
-# the architecture study (notebook 11, profile `study`): the half-width ablation sweep in runs/study/ablation_cpu
-# (about 45 minutes on 2 busy CPU cores; finished runs are kept, so a second run only reads them)
+# the studies (profile `study`, after `make demo`): issue 12's GAN experiment at every and at half of the training
+# cases (about 47 and 35 minutes on 2 busy cores), then notebook 07 with its result and notebook 11's half-width
+# ablation sweep in runs/study/ablation_cpu (about 45 minutes); finished runs are kept, so a second run only reads them
 study: venv data
-	$(PY) scripts/run_notebooks.py --profile study --only 11_architecture_study --out book/executed
+	@test -f runs/demo/gan/best.pt || { echo "study: no GAN run in runs/demo/gan (run make demo first)" >&2; exit 2; }
+	$(PY) benchmarks/gan_experiment.py --gan-run runs/demo/gan --out runs/study/gan_experiment
+	$(PY) benchmarks/gan_experiment.py --gan-run runs/demo/gan --out runs/study/gan_experiment_f05 --fractions 0.5
+	$(PY) scripts/run_notebooks.py --profile study --out book/executed
 
 # the real-data chapter (notebook 12, profile `real`): patient-level 3-fold cross-validations of the real sample
 # cases (../shared/data/real), 275 iterations per fold (11 x 25: what 15 minutes give on 2 idle CPU cores; a fixed
 # count keeps the arms comparable on a busy machine): real cases only, + 6 domain-randomised synthetic cases, and
-# the same with sigmoid region outputs (the recipe real_sample_train.py's defaults train); 40-52 minutes each on 2
-# idle cores (a finished one is only read again), then the chapter into the book
+# the same with sigmoid region outputs (the recipe real_sample_train.py's defaults train), and issue 12's real-data
+# arm (+ 6 copy-paste or GAN inserted-tumour cases made per fold from its training cases, compared patient by patient
+# in runs/real-cv/gan-arm-*); 40-77 minutes each on 2 cores (a finished one is only read again), then the chapter
 REAL_CV = $(PY) benchmarks/real_sample_train.py --cv 3 --epochs 11 --minutes 120 --cache-dir runs/real-cv/cache --no-tta
 real: venv
 	@test -d ../shared/data/real || { echo "real: ../shared/data/real not found (the real sample cases)" >&2; exit 2; }
 	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15 --synthetic 0 --output-mode softmax
 	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6 --synthetic 6 --output-mode softmax
 	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-dr6-regions --synthetic 6 --output-mode regions
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-cp6 --cache-dir runs/real-cv/cache-cp6 --synthetic 6 --synthetic-method copy_paste --output-mode softmax
+	PYTHONPATH=$(CURDIR) $(REAL_CV) --cv-dir runs/real-cv/m15-gan6 --cache-dir runs/real-cv/cache-gan6 --synthetic 6 --synthetic-method gan --output-mode softmax
+	for v in none rules; do $(PY) benchmarks/compare_cv.py --arm real=runs/real-cv/m15 --arm copy_paste=runs/real-cv/m15-cp6 \
+	  --arm gan=runs/real-cv/m15-gan6 --arm generator=runs/real-cv/m15-dr6 --variant $$v --out runs/real-cv/gan-arm-$$v --conspicuity; done
 	$(PY) scripts/run_notebooks.py --profile real --only 12_real_data --out book/executed
 
 # --- tests ---------------------------------------------------------------------------------------------

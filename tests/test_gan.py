@@ -562,3 +562,27 @@ def test_visibility_sentence_states_both_groups_with_n_and_leaves_out_a_label_ne
     text = figures.findings(history, summary, 1.0, 3, 10.0, quality.conspicuity_summary(table))
     assert "How visible the inserted tumours are: the oedema on FLAIR 0.6" in text
     assert "How visible" not in figures.findings(history, summary, 1.0, 3, 10.0)
+
+
+def test_experiment_summary_reads_both_kinds_of_summary_and_names_what_was_not_run(tmp_path):
+    from brats_lib.gan import figures
+
+    synthetic, real = tmp_path / "synthetic", tmp_path / "real"
+    synthetic.mkdir()
+    real.mkdir()
+    pd.DataFrame([{"arm": "real", "fraction": 0.5, "cases": 6, "mean_lesionwise_dice": 0.4, "paired_diff_vs_real": 0.0,
+                   "ci95_low": 0.0, "ci95_high": 0.0},
+                  {"arm": "gan", "fraction": 0.5, "cases": 6, "mean_lesionwise_dice": 0.2, "paired_diff_vs_real": -0.2,
+                   "ci95_low": -0.3, "ci95_high": -0.1}]).to_csv(synthetic / "summary.csv", index=False)
+    pd.DataFrame([{"arm": "real", "n": 7, "mean": 0.5, "paired_diff": 0.0, "ci95_low": 0.0, "ci95_high": 0.0},
+                  {"arm": "copy_paste", "n": 7, "mean": 0.52, "paired_diff": 0.02, "ci95_low": -0.04,
+                   "ci95_high": 0.07}]).to_csv(real / "summary.csv", index=False)
+    (real / "command.json").write_text(json.dumps({"variant": "rules"}))
+    table, missing = figures.experiment_summary([synthetic, real, tmp_path / "absent"])
+    assert missing == [str(tmp_path / "absent")] and len(table) == 4
+    assert table["arm"].tolist() == ["real only", "+ GAN cases", "real only", "+ copy-paste cases"]
+    text = figures.experiment_findings(table, missing)
+    assert "50% of the training cases** (n = 6 test cases): + GAN cases -0.200 (95 % interval -0.300 to -0.100: lower)" in text
+    assert "with the cross-fitted post-processing, 100% of the training cases** (n = 7 patients)" in text
+    assert "no detectable difference" in text and f"Not run in this build: `{tmp_path / 'absent'}`" in text
+    assert figures.experiment_findings(*figures.experiment_summary([])).startswith("Not run in this build: this profile")

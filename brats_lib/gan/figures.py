@@ -3,6 +3,8 @@ inpainting quality against the baselines. Every figure is at most 7 in wide, wit
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping
 
 import matplotlib.pyplot as plt
@@ -167,16 +169,75 @@ def findings(history: pd.DataFrame, summary: pd.DataFrame, train_minutes: float,
         + ("" if visibility is None else f" How visible the inserted tumours are: {visibility_sentence(visibility)}. A "
            "tumour much fainter than real ones teaches a segmentation network to call faint tissue tumour: the "
            "study at 50 % of the training cases points there (`benchmarks/RESULTS.md`)."),
-        "* **Whether the new cases help segmentation is not shown here.** The inpainting scores say how plausible the "
-        "tumours look, not whether a segmentation model learns more from them. That is the three-arm experiment "
-        "(real only, + copy-paste cases, + GAN cases; same model, steps and seed), a study outside this notebook: "
-        "`benchmarks/gan_experiment.py`, its measured result in `benchmarks/RESULTS.md`.",
+        "* **Whether the new cases help segmentation is a different question from the inpainting scores**, which say "
+        "how plausible the tumours look, not whether a segmentation model learns more from them. That is the "
+        "three-arm experiment of the section above (a study outside the demo: `benchmarks/gan_experiment.py`, "
+        "`benchmarks/compare_cv.py`; every measured result in `benchmarks/RESULTS.md`).",
         "* **Demo profile:** 32³ crops at 2 mm of synthetic cases and a few minutes on a CPU: the pipeline runs end to "
         "end, but the generator is far from converged. The `full` profile trains on 96³ crops at 1 mm with bf16 on a GPU.",
     ]
     return "\n".join(lines)
 
 
+
+
+ARM_NAMES = {"real": "real only", "copy_paste": "+ copy-paste cases", "gan": "+ GAN cases",
+             "generator": "+ generator cases"}
+
+
+def experiment_summary(folders, labels=None) -> tuple[pd.DataFrame, list[str]]:
+    """The pre-fixed endpoint of finished three-arm experiments: (one row per folder, training fraction and arm
+    from each ``summary.csv`` of ``benchmarks/gan_experiment.py`` or ``benchmarks/compare_cv.py``; the folders
+    that have none, as strings). Columns: ``data`` (synthetic test split, or real cross-validation), ``fraction``,
+    ``arm``, ``n`` (cases or patients), ``endpoint`` (mean lesion-wise Dice over the six regions), ``Δ vs real
+    only`` and its 95 % interval (``CI low``, ``CI high``). ``labels``: how to name each folder in the list of
+    folders not run (default: the path)."""
+    rows, missing = [], []
+    folders = [Path(f) for f in folders]
+    for folder, label in zip(folders, labels or [str(f) for f in folders]):
+        path = folder / "summary.csv"
+        if not path.is_file():
+            missing.append(str(label))
+            continue
+        table = pd.read_csv(path)
+        if "mean_lesionwise_dice" in table.columns:  # gan_experiment.py: test cases of the synthetic split
+            for _, r in table.iterrows():
+                rows.append({"data": "synthetic data, held-out test cases", "fraction": r["fraction"], "arm": r["arm"],
+                             "n": int(r["cases"]), "endpoint": r["mean_lesionwise_dice"],
+                             "Δ vs real only": r["paired_diff_vs_real"], "CI low": r["ci95_low"],
+                             "CI high": r["ci95_high"]})
+        else:  # compare_cv.py: patients of a cross-validation
+            variant = json.loads((folder / "command.json").read_text(encoding="utf-8")).get("variant", "none")
+            variant = {"none": "raw predictions", "rules": "with the cross-fitted post-processing"}.get(variant, variant)
+            for _, r in table.iterrows():
+                rows.append({"data": f"real sample cases, cross-validated patients, {variant}", "fraction": 1.0, "arm": r["arm"],
+                             "n": int(r["n"]), "endpoint": r["mean"], "Δ vs real only": r["paired_diff"],
+                             "CI low": r["ci95_low"], "CI high": r["ci95_high"]})
+    out = pd.DataFrame(rows, columns=["data", "fraction", "arm", "n", "endpoint", "Δ vs real only", "CI low",
+                                      "CI high"])
+    out["arm"] = out["arm"].map(lambda a: ARM_NAMES.get(a, a))
+    return out, missing
+
+
+def experiment_findings(table: pd.DataFrame, missing) -> str:
+    """Markdown bullets stating each finished comparison's result against real-only training, with n."""
+    lines = []
+    for (data, fraction), block in table.groupby(["data", "fraction"], sort=False):
+        others = block[block["arm"] != ARM_NAMES["real"]]
+        parts = []
+        for _, r in others.iterrows():
+            verdict = ("lower" if r["CI high"] < 0 else "higher" if r["CI low"] > 0 else "no detectable difference")
+            parts.append(f"{r['arm']} {r['Δ vs real only']:+.3f} (95 % interval {r['CI low']:+.3f} to "
+                         f"{r['CI high']:+.3f}: {verdict})")
+        unit = "patients" if "patients" in data else "test cases"
+        lines.append(f"* **{data}, {fraction:.0%} of the training cases** (n = {int(block['n'].iloc[0])} {unit}): "
+                     + "; ".join(parts) + ".")
+    if missing:
+        lines.append("* Not run in this build: " + ", ".join(f"`{m}`" for m in missing)
+                     + " (the study's commands are in `benchmarks/RESULTS.md`).")
+    return "\n".join(lines) if lines else (
+        "Not run in this build: this profile runs no study (`make study` and `make real` do; every measured "
+        "result is in `benchmarks/RESULTS.md`).")
 
 
 def plot_synthesised(source: np.ndarray, new: np.ndarray, label: np.ndarray, source_label: np.ndarray,
@@ -206,5 +267,5 @@ def plot_synthesised(source: np.ndarray, new: np.ndarray, label: np.ndarray, sou
     return fig
 
 
-__all__ = ["DONORS", "METHOD_NAMES", "findings", "inpainting_examples", "plot_inpainting", "plot_losses", "plot_quality",
+__all__ = ["ARM_NAMES", "DONORS", "METHOD_NAMES", "experiment_findings", "experiment_summary", "findings", "inpainting_examples", "plot_inpainting", "plot_losses", "plot_quality",
            "plot_synthesised", "quality_summary", "visibility_sentence"]
