@@ -97,8 +97,8 @@ def test_which_notebooks_a_profile_run_executes(runner):
     assert "12" not in names(runner.chosen_notebooks(notebooks, demo, "demo,smoke", None, book=True))
     assert "10" not in names(runner.chosen_notebooks(notebooks, demo, "demo,smoke", None, book=True))
     assert "00" in names(runner.chosen_notebooks(notebooks, demo, "demo,smoke", None, book=True))
-    # a profile without _defaults (a study of one chapter) runs only the notebooks it names
+    # a profile without _defaults (the studies of named chapters) runs only the notebooks it names
     assert names(runner.chosen_notebooks(notebooks, runner.load_profile("real"), "real", None, book=True)) == ["12"]
-    assert names(runner.chosen_notebooks(notebooks, runner.load_profile("study"), "study", None, book=True)) == ["11"]
+    assert names(runner.chosen_notebooks(notebooks, runner.load_profile("study"), "study", None, book=True)) == ["07", "11"]
     # --only runs what it names, whatever the profile
     assert names(runner.chosen_notebooks(notebooks, demo, "demo", ["12"], book=True)) == ["12"]
