@@ -259,7 +259,7 @@ def chosen_notebooks(notebooks: list[Path], profile: dict, profile_name: str, on
                      book: bool) -> list[Path]:
     """The notebooks a run executes: those named by ``--only`` (whatever their profile); otherwise the book's
     chapters (``book``) that belong to the profile (:func:`runs_under`) and, for a profile without ``_defaults``
-    (``study``, ``real``: studies of one chapter), only the notebooks it has a section for."""
+    (``study``, ``real``: studies of named chapters), only the notebooks it has a section for."""
     chosen = select(notebooks, only)
     if only:
         return chosen
