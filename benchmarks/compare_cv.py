@@ -78,11 +78,10 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"arm": name, "fraction": args.fraction, "patient": r["patient"], "case": r["case"],
                          "region": r["region"], "dice": r["lesionwise_dice"], "hd95": r["lesionwise_hd95"]})
     experiment = pd.DataFrame(rows)
-    per_patient = (experiment.groupby(["arm", "patient", "region"])["dice"].mean()  # a patient's cases first
-                   .groupby(["arm", "patient"]).mean().unstack("arm")[list(arms)])
+    by_patient = experiment.groupby(["arm", "patient", "region"])["dice"].mean()  # a patient's cases first
+    per_patient = by_patient.groupby(["arm", "patient"]).mean().unstack("arm")[list(arms)]
     summary = paired_summary(per_patient, baseline)
-    regions = (experiment.groupby(["arm", "patient", "region"])["dice"].mean().groupby(["arm", "region"]).mean()
-               .unstack("region")[list(REGION_ORDER)].loc[list(arms)])
+    regions = by_patient.groupby(["arm", "region"]).mean().unstack("region")[list(REGION_ORDER)].loc[list(arms)]
     summary = summary.merge(regions.reset_index(), on="arm")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,18 +110,16 @@ def inserted_conspicuity(arms) -> pd.DataFrame | None:
     name is the group), beside the donors' own tumours; None when no arm has per-fold inserted cases."""
     from brats_lib.gan.quality import conspicuity_summary, insertion_conspicuity
 
-    tables = []
+    tables, donors = [], set()
     for name, result in arms.items():
-        for i in range(len(result.folds)):
-            folder = result.cv_dir / f"fold{i}" / "inserted" / "cases"
-            if (folder / "provenance.csv").is_file():
-                data_dir = json.loads((result.cv_dir / crossval.FOLDS_FILE).read_text(encoding="utf-8"))["data_dir"]
-                tables.append(insertion_conspicuity(folder, data_dir, name).assign(fold=i))
-    if not tables:
-        return None
-    table = pd.concat(tables).drop_duplicates(["tumours", "case", "fold"])
-    donors = table[table["tumours"] == "the donors' own"].drop_duplicates("case")  # once per donor case
-    return conspicuity_summary(pd.concat([table[table["tumours"] != "the donors' own"], donors]))
+        folders = [result.cv_dir / f"fold{i}" / "inserted" / "cases" for i in range(len(result.folds))]
+        folders = [f for f in folders if (f / "provenance.csv").is_file()]
+        if folders:
+            data_dir = json.loads((result.cv_dir / crossval.FOLDS_FILE).read_text(encoding="utf-8"))["data_dir"]
+        for folder in folders:
+            tables.append(insertion_conspicuity(folder, data_dir, name, skip_donors=donors))
+            donors.update(tables[-1].loc[tables[-1]["tumours"] == "the donors' own", "case"])
+    return conspicuity_summary(pd.concat(tables)) if tables else None
 
 
 if __name__ == "__main__":

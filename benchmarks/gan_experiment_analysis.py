@@ -68,23 +68,28 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         fail(f"{missing[0]}: missing (run benchmarks/gan_experiment.py --out {out} --fractions {tag} first)")
     tests = discover_cases(out / "test_data")
+    truths = {}
+    for case in tests:  # once for every arm: the label map and its voxel size
+        truth = load_case(case)
+        truths[case.case_id] = truth.label, truth.geometry.spacing
     voxels, components = [], []
     for arm in ARMS:
         total = np.zeros((5, 5), np.int64)
         for case in tests:
-            truth = load_case(case)
+            label, spacing = truths[case.case_id]
             pred = load_label(out / "pred" / f"{arm}_{tag}" / f"{case.case_id}.nii.gz")
-            total += confusion_matrix(pred, truth.label)
-            results, _ = lesion_wise_results(pred, truth.label, truth.geometry.spacing)
+            total += confusion_matrix(pred, label)
+            results, _ = lesion_wise_results(pred, label, spacing)
             for _, r in results.iterrows():
                 components.append({"arm": arm, "case": case.case_id, "region": r["Labels"],
                                    "lesionwise_dice": r["LesionWise_Score_Dice"], "legacy_dice": r["Legacy_Dice"],
                                    "num_fp": r["Num_FP"]})
-        voxels += voxel_rows(arm, total, float(np.prod(truth.geometry.spacing)) / 1000)
+        voxels += voxel_rows(arm, total, float(np.prod(spacing)) / 1000)
     voxels, components = pd.DataFrame(voxels), pd.DataFrame(components)
-    visible = pd.concat([insertion_conspicuity(out / f"cases_{arm}_{tag}", args.data, arm) for arm in ARMS[1:]])
-    visible = visible.drop_duplicates(["tumours", "case"])  # the two arms share their donors
-    table = conspicuity_summary(visible)
+    copy_paste = insertion_conspicuity(out / f"cases_copy_paste_{tag}", args.data, "copy_paste")
+    gan = insertion_conspicuity(out / f"cases_gan_{tag}", args.data, "gan",  # the same donors: measured once
+                                skip_donors=set(copy_paste["case"]))
+    table = conspicuity_summary(pd.concat([copy_paste, gan]))
     folder = out / "analysis"
     folder.mkdir(exist_ok=True)
     write_text_atomic(folder / "voxels.csv", voxels.to_csv(index=False))

@@ -261,7 +261,6 @@ def inserted_cases(args, data_dir: Path, train_ids: list[str], out: Path) -> Pat
     ``out/gan`` (its best checkpoint chosen on training crops, so no validation patient steers it); ``copy_paste``
     needs only the GAN config's geometry, and the same seed gives the two methods the same placements. Reused
     when complete (an interrupted GAN run resumes)."""
-    from brats_lib.data import save_splits as save_split_file
     from brats_lib.errors import BratsInputError
     from brats_lib.gan.synth import synthesise
     from brats_lib.gan.train import GanConfig, train_gan
@@ -278,7 +277,7 @@ def inserted_cases(args, data_dir: Path, train_ids: list[str], out: Path) -> Pat
     try:
         run = config
         if args.synthetic_method == "gan":
-            save_split_file({"train": list(train_ids), "val": [], "test": []}, config.splits_file,
+            save_splits({"train": list(train_ids), "val": [], "test": []}, config.splits_file,
                             note="the GAN's training cases: the fold's (or run's) training cases only")
             train_gan(config, progress=False)
             run = config.run_dir

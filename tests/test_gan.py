@@ -545,6 +545,9 @@ def test_insertion_conspicuity_measures_each_inserted_tumour_and_each_donors_own
     assert {k: v for k, v in inserted.iloc[0].items() if k in expected} == pytest.approx(expected)
     summary = quality.conspicuity_summary(table)
     assert summary[("", "n")].tolist() == [2, len(set(r.donor for r in records))]
+    skipped = quality.insertion_conspicuity(tmp_path / "paste", dataset / "raw", skip_donors={records[0].donor})
+    assert records[0].donor not in set(skipped.loc[skipped["tumours"] == "the donors' own", "case"])
+    assert (skipped["tumours"] == "inserted").sum() == 2
     assert ("median", "t2f_SNFH") in summary.columns
 
 

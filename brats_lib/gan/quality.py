@@ -158,13 +158,14 @@ CONSPICUITY_NAMES = {"t2f_SNFH": "FLAIR oedema", "t2w_SNFH": "T2 oedema", "t1c_E
                      "t1n_RC": "T1 cavity", "t2f_RC": "FLAIR cavity"}
 
 
-def insertion_conspicuity(synth_dir, data_dir, method: str = "") -> pd.DataFrame:
+def insertion_conspicuity(synth_dir, data_dir, method: str = "", skip_donors=()) -> pd.DataFrame:
     """:func:`conspicuity` of every inserted tumour of a synthesis folder (``brats gan-synth``'s output with its
     ``provenance.csv``), and of each donor's tumour in its own case for comparison: one row per tumour,
     ``tumours`` ("inserted" or "inserted, <method>", and "the donors' own"), ``case``, then the contrasts.
 
     ``data_dir`` holds the sources and donors the folder names. The inserted tumour is the new label where the
-    source had none.
+    source had none. Donors in ``skip_donors`` (case ids measured already, e.g. by another folder with the same
+    donors) get no row.
     """
     import csv
     from pathlib import Path
@@ -181,7 +182,7 @@ def insertion_conspicuity(synth_dir, data_dir, method: str = "") -> pd.DataFrame
             inserted = np.where(load_case_label(by_id[record["source"]]) == 0, new.label, 0)
             rows.append({"tumours": "inserted" + (f", {method}" if method else ""), "case": record["case_id"],
                          **conspicuity(new.image, new.label, inserted)})
-            if record["donor"] not in donors:
+            if record["donor"] not in donors and record["donor"] not in skip_donors:
                 donors.append(record["donor"])
     for donor_id in donors:
         donor = load_case(by_id[donor_id])
